@@ -1,0 +1,41 @@
+"""Agents: the interface, the scripted ones, and a registry by name."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from trajgym.agents.base import Agent, AgentContext
+from trajgym.agents.customer import ScriptedCustomer
+from trajgym.agents.oracle import OracleAgent
+from trajgym.agents.random_agent import RandomAgent
+from trajgym.agents.supervisor import ScriptedSupervisor
+from trajgym.errors import TrajgymError
+
+AGENTS: dict[str, Callable[[], Agent]] = {
+    "oracle": OracleAgent,
+    "random": RandomAgent,
+    "scripted_customer": ScriptedCustomer,
+    "scripted_supervisor": ScriptedSupervisor,
+}
+
+# who plays a role nobody else was given
+DEFAULT_FOR_ROLE = {"support": "oracle", "customer": "scripted_customer", "supervisor": "scripted_supervisor"}
+
+
+def make_agent(name: str) -> Agent:
+    """A new agent from the registry; a clear error with a suggestion for an unknown name."""
+    factory = AGENTS.get(name)
+    if factory is None:
+        close = difflib.get_close_matches(name, AGENTS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise TrajgymError(f"unknown agent '{name}'{hint} (known: {', '.join(sorted(AGENTS))})")
+    return factory()
+
+
+def default_agent(role: str) -> Agent:
+    return make_agent(DEFAULT_FOR_ROLE[role])
+
+
+__all__ = ["AGENTS", "Agent", "AgentContext", "OracleAgent", "RandomAgent", "ScriptedCustomer",
+           "ScriptedSupervisor", "default_agent", "make_agent"]

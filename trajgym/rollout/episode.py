@@ -1,0 +1,66 @@
+"""Play one episode with one agent per role, and turn it into a trajectory record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from trajgym.agents.base import Agent, AgentContext
+from trajgym.envs.core import Episode
+from trajgym.scenario.loader import ScenarioTemplate
+from trajgym.trajectory.store import provenance
+
+
+def reset_agents(episode: Episode, agents: dict[str, Agent]) -> None:
+    inst = episode.instance
+    for role, agent in agents.items():
+        agent.reset(AgentContext(role, inst, episode.tool_schemas.get(role, []), inst.seed))
+
+
+def play(episode: Episode, agents: dict[str, Agent]) -> Episode:
+    """Run ``episode`` to its end, each role played by its agent."""
+    missing = set(episode.roles) - set(agents)
+    if missing:
+        raise ValueError(f"no agent for role(s) {sorted(missing)}")
+    reset_agents(episode, agents)
+    while not episode.done:
+        role = episode.turn_role
+        action = agents[role].act(episode.peek(role), episode.info(role))
+        episode.step(role, action)
+    return episode
+
+
+def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | None = None) -> dict[str, Any]:
+    """The trajectory record (schema :class:`trajgym.trajectory.Trajectory`) of a finished episode."""
+    outcome = dict(episode.outcome)
+    final_state = outcome.pop("final_state")
+    inst = episode.instance
+    return {
+        "schema_version": 1,
+        "episode_id": episode.episode_id,
+        "scenario_id": inst.id,
+        "scenario_hash": inst.template.content_hash,
+        "scenario_path": str(inst.template.path),
+        "domain": inst.domain.name,
+        "seed": inst.seed,
+        "trial": episode.trial,
+        "variables": inst.variables,
+        "agents": [agents[r].describe(r) for r in episode.roles],
+        "steps": episode.steps,
+        "faults": episode.fault_log,
+        "final_state": final_state,
+        "termination": episode.termination,
+        "truncated": episode.truncated,
+        "rewards": episode.rewards(),
+        "outcome": outcome,
+        "provenance": provenance(command),
+        "wall_started_at": episode.wall_started,
+        "wall_duration_s": time.time() - episode.wall_started,
+    }
+
+
+def run_episode(template: ScenarioTemplate, seed: int, agents: dict[str, Agent], *, trial: int = 0,
+                command: str | None = None) -> dict[str, Any]:
+    """Instantiate, play and record one episode."""
+    episode = play(Episode.start(template, seed, trial=trial), agents)
+    return to_trajectory(episode, agents, command=command)
