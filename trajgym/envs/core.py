@@ -297,6 +297,7 @@ class Episode:
         success = (all(c["ok"] for c in conditions) and all(f["told"] for f in facts) and end_ok
                    and not self.violations and not self.forbidden_hits)
         return {"success": success, "conditions": conditions, "facts": facts, "end_ok": end_ok,
+                "allowed_endings": list(self.goal.end),
                 "violations": self.violations, "forbidden": self.forbidden_hits,
                 "goal_changed_at": self.goal_changed_at, "final_state": final}
 

@@ -97,6 +97,7 @@ class Outcome(_M):
     conditions: list[ConditionResult]
     facts: list[FactResult]
     end_ok: bool
+    allowed_endings: list[TerminationReason]
     violations: list[ViolationRecord]
     forbidden: list[ForbiddenHit]
     goal_changed_at: int | None

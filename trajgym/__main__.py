@@ -1,0 +1,5 @@
+import sys
+
+from trajgym.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""The ``trajgym`` command line. It owns the terminal: progress bars, tables, error messages.
+
+Every expected failure (a broken scenario, an unknown id, an unreadable trajectory file) ends with a
+one-line message and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from trajgym._version import __version__
+from trajgym.errors import TrajgymError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trajgym", description="Turn simulated work into training data for AI agents.")
+    p.add_argument("--version", action="version", version=f"trajgym {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check scenario files; print problems as file:line:col: message")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders (searched for *.yaml)")
+
+    ls = sub.add_parser("list", help="list the registered envs and the built-in scenarios")
+    ls.add_argument("what", nargs="?", choices=["envs", "scenarios", "all"], default="all")
+
+    r = sub.add_parser("rollout", help="play episodes and append their trajectories to a JSONL file")
+    r.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
+                   help="scenario ids, files or folders (default: every built-in scenario)")
+    r.add_argument("--agent", default="oracle", help="who plays support: oracle or random (default oracle)")
+    r.add_argument("--episodes", type=int, default=1, help="variations (seeds) per scenario (default 1)")
+    r.add_argument("--trials", type=int, default=1, help="episodes per variation (default 1)")
+    r.add_argument("--seed", type=int, default=0, help="job seed; episode seeds are derived from it")
+    r.add_argument("--out", required=True, help="JSONL file to append trajectories to")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("show", help="print an episode of a trajectory file readably")
+    s.add_argument("file", help="a trajectory JSONL file")
+    s.add_argument("--episode", help="episode id (default: the first episode)")
+    s.add_argument("--list", action="store_true", help="list the episodes instead")
+
+    sc = sub.add_parser("schema", help="print a JSON Schema")
+    sc.add_argument("which", choices=["trajectory", "scenario"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            from trajgym.cli.validate import validate
+
+            return validate(args.paths, console)
+        if args.command == "list":
+            from trajgym.cli.listing import list_all
+
+            return list_all(args.what, console)
+        if args.command == "rollout":
+            from trajgym.cli.rollout import rollout
+
+            command = "trajgym " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+            return rollout(args, console, command)
+        if args.command == "show":
+            from trajgym.cli.show import show
+
+            return show(args.file, args.episode, args.list, console)
+        if args.command == "schema":
+            return _schema(args.which)
+    except TrajgymError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 2
+
+
+def _schema(which: str) -> int:
+    if which == "trajectory":
+        from trajgym.trajectory.schema import Trajectory
+
+        schema = Trajectory.model_json_schema()
+    else:
+        from trajgym.scenario.schema import Scenario
+
+        schema = Scenario.model_json_schema(by_alias=True)
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
