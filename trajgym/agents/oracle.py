@@ -85,7 +85,8 @@ class OracleAgent(Agent):
         if event.get("error_type") in ("invalid_arguments", "unknown_tool"):
             self.giving_up = True
             return say(GIVE_UP)
-        return self._retry(lambda: self._issue(self.pending))  # type: ignore[arg-type]
+        pending = self.pending
+        return self._retry(lambda: self._issue(pending))
 
     def _retry(self, again: Any) -> str:
         self.retries += 1

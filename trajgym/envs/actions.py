@@ -64,16 +64,18 @@ def _parse_call(raw: Any, turn: int, k: int) -> ToolCall:
     fn = raw.get("function", raw)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise ActionError(f"tool_calls[{k}] needs function.name")
-    call_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else f"call_{turn}_{k}"
+    given = raw.get("id")
+    call_id: str = given if isinstance(given, str) and given else f"call_{turn}_{k}"
+    name: str = fn["name"]
     args = fn.get("arguments", {})
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
         except (json.JSONDecodeError, RecursionError) as exc:
-            return ToolCall(call_id, fn["name"], args, f"arguments are not valid JSON: {exc}")
+            return ToolCall(call_id, name, args, f"arguments are not valid JSON: {exc}")
     if not isinstance(args, dict):
-        return ToolCall(call_id, fn["name"], args, "arguments must be a JSON object")
-    return ToolCall(call_id, fn["name"], args)
+        return ToolCall(call_id, name, args, "arguments must be a JSON object")
+    return ToolCall(call_id, name, args)
 
 
 def say(content: str) -> str:

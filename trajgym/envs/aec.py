@@ -27,7 +27,7 @@ class TrajgymAECEnv(AECEnv[str, dict[str, str], str]):
     def __init__(self, scenario: str, *, domain: str | None = None, render_mode: str | None = None) -> None:
         super().__init__()
         self.template = load_for_domain(scenario, domain)
-        self.possible_agents = list(self.template.spec.roles)
+        self.possible_agents: list[str] = [str(r) for r in self.template.spec.roles]
         self.render_mode = render_mode
         self._obs_spaces = {a: observation_space() for a in self.possible_agents}
         self._act_spaces = {a: action_space() for a in self.possible_agents}

@@ -20,8 +20,8 @@ from typing import Any
 from trajgym.envs.actions import ActionError, ParsedAction, ToolCall, parse_action
 from trajgym.faults.layer import FaultLayer, FaultRecord
 from trajgym.scenario.loader import ScenarioInstance, ScenarioTemplate
-from trajgym.scenario.schema import ForbiddenAction, GoalChange, Goal, ToolFault
-from trajgym.seeding import stable_seed
+from trajgym.scenario.schema import ForbiddenAction, Goal, GoalChange, ToolFault
+from trajgym.seeding import rng, stable_seed
 from trajgym.world.conditions import evaluate
 from trajgym.world.control import ENDINGS, ControlTools
 from trajgym.world.tools import ToolResult
@@ -154,7 +154,7 @@ class Episode:
         if role != self.turn_role:
             raise RuntimeError(f"it is {self.turn_role}'s turn, not {role}'s")
         t0 = time.perf_counter()
-        observation, events = self.drain(role)
+        observation, _events = self.drain(role)
         step: dict[str, Any] = {
             "turn": self.turn, "role": role, "observation": observation, "action": action,
             "message": None, "tool_calls": [], "error": None, "wall_time": time.time(),
@@ -185,8 +185,10 @@ class Episode:
         handoff: tuple[str, dict[str, Any]] | None = None
         ending: str | None = None
         for call in parsed.tool_calls:
+            faults: list[FaultRecord] = []
+            violations: list[dict[str, Any]] = []
             if ending is not None:
-                result, faults, violations = ToolResult.error("conversation_ended", "the conversation has ended"), [], []
+                result = ToolResult.error("conversation_ended", "the conversation has ended")
             else:
                 result, faults, violations = self._call(role, call)
                 if result.ok and call.name in ENDINGS:
@@ -267,11 +269,9 @@ class Episode:
         for index, change in self.goal_changes:
             if change.at_customer_turn != upcoming or self.goal_changed_at is not None:
                 continue
-            if change.probability is not None:
-                from trajgym.seeding import rng
-
-                if not rng(self.instance.seed, "fault", index).random() < change.probability:
-                    continue
+            chance = change.probability
+            if chance is not None and not rng(self.instance.seed, "fault", index).random() < chance:
+                continue
             self.goal = change.goal
             self.goal_changed_at = self.turn
             record = FaultRecord(index, "customer_goal_change", None, self.turn, upcoming,

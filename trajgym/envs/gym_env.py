@@ -51,10 +51,10 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         for role in roles:
             if role == learner:
                 continue
-            policy = given.get(role, None)
+            policy = given.get(role)
             self.policies[role] = (default_agent(role) if policy is None
                                    else make_agent(policy) if isinstance(policy, str) else policy)
-        self.observation_space = observation_space()
+        self.observation_space = observation_space()  # type: ignore[assignment]
         self.action_space = action_space()
         self.render_mode = render_mode
         self.episode: Episode | None = None
@@ -94,7 +94,7 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         assert ep is not None
         return encode_observation(ep.peek(self.learner), "done" if ep.done else "act")
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         if self.render_mode != "ansi" or self.episode is None:
             return None
         return render_text(self.episode)

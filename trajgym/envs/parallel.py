@@ -25,7 +25,7 @@ class TrajgymParallelEnv(ParallelEnv[str, dict[str, str], str]):
 
     def __init__(self, scenario: str, *, domain: str | None = None, render_mode: str | None = None) -> None:
         self.template = load_for_domain(scenario, domain)
-        self.possible_agents = list(self.template.spec.roles)
+        self.possible_agents: list[str] = [str(r) for r in self.template.spec.roles]
         self.agents: list[str] = []
         self.render_mode = render_mode
         self._obs_spaces = {a: observation_space() for a in self.possible_agents}

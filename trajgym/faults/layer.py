@@ -96,7 +96,7 @@ class FaultLayer:
             result = self.toolkit.call(tool, args)
         else:
             index, fault = chosen
-            result, record = self._inject(index, fault, tool, args, turn, call)
+            result, record = self._inject(index, fault, tool, args, turn=turn, call=call)
             records.append(record)
         if latency:
             result.meta["latency_ms"] = latency
@@ -112,7 +112,7 @@ class FaultLayer:
             extra["retry_after_turns"] = fault.retry_after
         return ToolResult.error(kind if kind != "outage" else "service_unavailable", message, **extra)
 
-    def _inject(self, index: int, fault: ToolFault, tool: str, args: dict[str, Any], turn: int,
+    def _inject(self, index: int, fault: ToolFault, tool: str, args: dict[str, Any], *, turn: int,
                 call: int) -> tuple[ToolResult, FaultRecord]:
         kind = fault.kind
         is_write = self.specs[tool].kind == "write"

@@ -114,12 +114,15 @@ class Fact(Strict):
     any_of: list[str] = Field(min_length=1)
 
 
+_DEFAULT_END: tuple[TerminationReason, ...] = ("customer_ended",)
+
+
 class Goal(Strict):
     """What success means: final-state conditions, facts told, and how the episode may end."""
 
     state: list[Condition] = Field(default_factory=list)
     tell: list[Fact] = Field(default_factory=list)
-    end: list[TerminationReason] = Field(default_factory=lambda: ["customer_ended"])
+    end: list[TerminationReason] = Field(default_factory=lambda: list(_DEFAULT_END))
 
 
 class RefAction(Strict):

@@ -111,7 +111,7 @@ class Provenance(_M):
 
 
 class Trajectory(_M):
-    schema_version: Literal[1] = TRAJECTORY_VERSION
+    schema_version: Literal[1] = 1
     episode_id: str
     scenario_id: str
     scenario_hash: str = Field(description="sha256 (16 hex) of the scenario file's canonical content")

@@ -102,7 +102,7 @@ def build_spec(name: str, fn: Callable[..., Any], meta: ToolMeta) -> ToolSpec:
             raise TypeError(f"tool {name!r}: parameter {pname!r} is not described in Args:")
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (hints[pname], Field(default, description=param_docs[pname]))
-    model = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
     params = _strip_titles(model.model_json_schema())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,6 +124,6 @@ class SupportState(Strict):
                 yield ("approvals", aid, "order_id"), _missing("order", approval.order_id, self.orders)
 
 
-def _missing(what: str, ref: str, known: dict[str, object]) -> str:
+def _missing(what: str, ref: str, known: Mapping[str, object]) -> str:
     names = ", ".join(sorted(known)[:8]) or "none"
     return f"{what} '{ref}' does not exist (defined: {names})"
