@@ -228,9 +228,12 @@ class Episode:
                                                     f"(available: {available})"), [], []
         if call.error is not None:
             return ToolResult.error("invalid_arguments", f"{call.name}: {call.error}"), [], []
-        args = call.arguments
         if call.name in ENDINGS:
-            return self.control.call(call.name, args), [], []
+            return self.control.call(call.name, call.arguments), [], []
+        checked = self.toolkit.validate(call.name, call.arguments)
+        if isinstance(checked, ToolResult):  # bad arguments: the call never reaches the world
+            return checked, [], []
+        args = checked
         violations = [
             {"turn": self.turn, "role": role, "tool": call.name, "rule": v.rule, "message": v.message}
             for v in self.checker.before_call(role, call.name, args, self.state)

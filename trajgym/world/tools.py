@@ -140,22 +140,31 @@ class ToolKit:
     def specs(cls) -> dict[str, ToolSpec]:
         return cls._specs
 
-    def call(self, name: str, args: Any) -> ToolResult:
-        """Call tool ``name``. Never raises: every failure is an error result."""
-        spec = self._specs.get(name)
+    @classmethod
+    def validate(cls, name: str, args: Any) -> dict[str, Any] | ToolResult:
+        """The arguments of a call to ``name``, validated and with defaults filled in; or the
+        error result the caller gets for an unknown tool or bad arguments."""
+        spec = cls._specs.get(name)
         if spec is None:
             return ToolResult.error("unknown_tool", f"there is no tool named {name!r}")
         if not isinstance(args, dict):
             return ToolResult.error("invalid_arguments", f"arguments of {name} must be a JSON object")
         try:
-            parsed = spec.args_model.model_validate(args)
+            return dict(spec.args_model.model_validate(args))
         except ValidationError as exc:
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
             return ToolResult.error("invalid_arguments", f"bad arguments for {name}: {detail}")
+
+    def call(self, name: str, args: Any) -> ToolResult:
+        """Call tool ``name``. Never raises: every failure is an error result."""
+        checked = self.validate(name, args)
+        if isinstance(checked, ToolResult):
+            return checked
+        spec = self._specs[name]
         try:
-            content = getattr(self, name)(**dict(parsed))
+            content = getattr(self, name)(**checked)
         except ToolCallError as exc:
             return ToolResult.error(exc.error_type, str(exc))
         except Exception as exc:  # a bug in a tool must not crash the episode
