@@ -28,12 +28,12 @@ def test_observation_is_openai_chat_json() -> None:
 def test_tool_call_results_come_back_as_tool_messages_and_info_events() -> None:
     env = gym.make("trajgym/CustomerSupport-v0")
     env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(call("get_order", order_id="O1"))
+    obs, reward, terminated, _truncated, info = env.step(call("get_order", order_id="O1"))
     messages = json.loads(obs["messages"])
     assert messages[-1]["role"] == "tool" and json.loads(messages[-1]["content"])["order_id"] == "O1"
     event = info["events"][-1]
     assert event["type"] == "tool_result" and event["ok"] and event["name"] == "get_order"
-    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert (reward, terminated, _truncated) == (0.0, False, False)
 
 
 def test_random_text_from_the_action_space_is_a_malformed_action() -> None:
@@ -134,7 +134,7 @@ def test_parallel_applies_only_the_acting_agents_action() -> None:
     assert obs["support"]["status"] == "act"
     assert "I need a refund" in obs["support"]["messages"]
     assert env.episode is not None and not env.episode.done  # the waiting agent's transfer was ignored
-    obs, rewards, terms, truncs, _ = env.step({"support": call("transfer_to_human", summary="x"), "customer": "?"})
+    _, _, terms, _, _ = env.step({"support": call("transfer_to_human", summary="x"), "customer": "?"})
     assert all(terms.values()) and env.agents == []
     assert env.episode.termination == "transferred_to_human"
 

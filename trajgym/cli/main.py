@@ -17,8 +17,9 @@ from rich.console import Console
 from trajgym._version import __version__
 from trajgym.errors import TrajgymError
 
-console = Console()
-err_console = Console(stderr=True)
+# Logs and CI are not terminals: give tables room there instead of rich's default 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -59,8 +59,13 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
 
 def summary_table(summary: dict[str, ScenarioSummary], agent: str) -> Table:
     table = Table(title=f"Rollout summary (support: {agent})")
-    for col in ("scenario", "episodes", "success", "avg turns", "tool calls", "faults met", "malformed", "endings"):
-        table.add_column(col, justify="left" if col in ("scenario", "endings") else "right")
+    table.add_column("scenario", no_wrap=True, min_width=max((len(s) for s in summary), default=8))
+    for col in ("eps", "success", "turns", "calls", "faults", "bad"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("endings", overflow="fold")
+    table.caption = ("turns: mean per episode; faults: injected faults met; bad: malformed actions; "
+                     "endings: done = customer ended, human = customer asked for one, "
+                     "transfer = agent transferred, limit = max turns")
     total = ScenarioSummary()
     for scenario_id, s in sorted(summary.items()):
         table.add_row(*_row(scenario_id, s))
@@ -79,6 +84,10 @@ def summary_table(summary: dict[str, ScenarioSummary], agent: str) -> Table:
 
 def _row(name: str, s: ScenarioSummary) -> list[str]:
     rate = s.successes / s.episodes if s.episodes else 0.0
-    endings = ", ".join(f"{k} {v}" for k, v in sorted(s.terminations.items()))
-    return [name, str(s.episodes), f"{s.successes} ({rate:.0%})", f"{s.steps / max(s.episodes, 1):.1f}",
+    endings = " ".join(f"{SHORT_ENDING.get(k, k)}:{v}" for k, v in sorted(s.terminations.items()))
+    return [name, str(s.episodes), f"{rate:.0%}", f"{s.steps / max(s.episodes, 1):.1f}",
             str(s.tool_calls), str(s.faults), str(s.malformed), endings]
+
+
+SHORT_ENDING = {"customer_ended": "done", "customer_requested_human": "human",
+                "transferred_to_human": "transfer", "max_turns": "limit"}

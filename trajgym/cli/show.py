@@ -24,10 +24,12 @@ def _short(value: Any, limit: int = 160) -> str:
 def show(path: str, episode_id: str | None, list_only: bool, console: Console) -> int:
     episodes = iter_episodes(path)
     if list_only:
+        rows = list(episodes)
         table = Table(title=path)
-        for col in ("episode", "scenario", "seed", "steps", "faults", "ending", "success"):
-            table.add_column(col)
-        for ep in episodes:
+        table.add_column("episode", no_wrap=True, min_width=max((len(e["episode_id"]) for e in rows), default=7))
+        for col in ("scenario", "seed", "steps", "faults", "ending", "success"):
+            table.add_column(col, overflow="fold")
+        for ep in rows:
             table.add_row(ep["episode_id"], ep["scenario_id"], str(ep["seed"]), str(len(ep["steps"])),
                           str(len(ep["faults"])), ep["termination"], "yes" if ep["outcome"]["success"] else "no")
         console.print(table)

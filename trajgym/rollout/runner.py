@@ -58,10 +58,11 @@ def agents_for(template: ScenarioTemplate, support: str) -> dict[str, Agent]:
 
 
 def run(units: list[WorkUnit], out: str | Path, *, support: str = "oracle", command: str | None = None,
-        on_episode: Callable[[dict[str, Any]], None] | None = None) -> dict[str, ScenarioSummary]:
-    """Play every unit in order, appending each episode to ``out`` as soon as it ends."""
+        on_episode: Callable[[dict[str, Any]], None] | None = None, fsync: bool = True) -> dict[str, ScenarioSummary]:
+    """Play every unit in order, appending each episode to ``out`` as soon as it ends
+    (flushed, and fsynced unless ``fsync`` is false)."""
     summary: dict[str, ScenarioSummary] = {}
-    with TrajectoryWriter(out) as writer:
+    with TrajectoryWriter(out, fsync=fsync) as writer:
         for unit in units:
             traj = run_episode(unit.template, unit.seed, agents_for(unit.template, support),
                                trial=unit.trial, command=command)

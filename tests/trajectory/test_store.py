@@ -1,0 +1,66 @@
+"""Trajectory JSONL: schema-valid lines, append-only, broken lines reported with their number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import EXAMPLE
+
+from trajgym.errors import TrajectoryFileError
+from trajgym.rollout.episode import run_episode
+from trajgym.rollout.runner import agents_for
+from trajgym.scenario.loader import load
+from trajgym.trajectory import Trajectory, TrajectoryWriter, iter_episodes, read, strip_wall
+
+
+def _traj(seed: int = 0, agent: str = "oracle") -> dict:
+    template = load(EXAMPLE)
+    return run_episode(template, seed, agents_for(template, agent))
+
+
+def test_written_episodes_validate_against_the_schema(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    with TrajectoryWriter(out) as w:
+        w.write(_traj(0))
+        w.write(_traj(1, "random"))
+    with TrajectoryWriter(out) as w:  # append-only: a second writer adds, never truncates
+        w.write(_traj(2))
+    episodes = read(out)
+    assert [e.seed for e in episodes] == [0, 1, 2]
+    first = episodes[0]
+    assert isinstance(first, Trajectory)
+    assert first.provenance.trajgym_version and first.scenario_hash and first.agents[0].kind
+    assert {a.role for a in first.agents} == {"customer", "support"}
+    assert first.steps[0].role == "customer" and first.final_state["orders"]["O1"]["status"] == "refunded"
+
+
+def test_a_torn_last_line_is_reported_and_can_be_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    with TrajectoryWriter(out) as w:
+        w.write(_traj(0))
+    with out.open("a") as fh:
+        fh.write('{"schema_version": 1, "episode_id": "x", "ste')  # a crash mid-write
+    with pytest.raises(TrajectoryFileError, match=r"t\.jsonl:2:"):
+        list(iter_episodes(out))
+    assert len(list(iter_episodes(out, skip_broken=True))) == 1
+
+
+def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    out.write_text(json.dumps({**_traj(0), "schema_version": 99}) + "\n")
+    with pytest.raises(TrajectoryFileError, match="schema_version 99 is not supported"):
+        read(out)
+
+
+def test_strip_wall_removes_only_wall_fields() -> None:
+    data = {"a": 1, "wall_x": 2, "b": [{"wall_y": 3, "c": 4}]}
+    assert strip_wall(data) == {"a": 1, "b": [{"c": 4}]}
+
+
+def test_wall_clock_lives_only_in_wall_fields() -> None:
+    a, b = _traj(3), _traj(3)
+    assert strip_wall(a) == strip_wall(b)
+    schema_fields = json.dumps(Trajectory.model_json_schema())
+    assert "wall_time" in schema_fields and "wall_duration_s" in schema_fields
