@@ -41,7 +41,7 @@ def test_random_text_from_the_action_space_is_a_malformed_action() -> None:
     env.reset(seed=1)
     env.action_space.seed(1)
     for _ in range(5):
-        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        obs, _, terminated, _, info = env.step(env.action_space.sample())
         assert info["events"][-1]["type"] == "action_error"
         assert "malformed" in json.loads(obs["messages"])[-1]["content"]
         assert not terminated
