@@ -17,6 +17,7 @@ RESTATE = {
     "hurried": "I'm in a hurry, please. {opening}",
 }
 HOLD_WORDS = ("moment", "hold on", "please wait", "bear with", "one sec")
+HANDOVER_WORDS = ("transferring you", "transfer you", "connect you with", "hand you over")
 
 
 class ScriptedCustomer(Agent):
@@ -52,7 +53,9 @@ class ScriptedCustomer(Agent):
                 self.told.add(fact.name)
         answers = [f.says for f in self.spec.facts if any(k.lower() in text for k in f.keywords)]
         satisfied = all(f.name in self.told for f in self.wants) if self.wants else "?" not in text
-        if satisfied and not parts and not answers:
+        if satisfied and not parts:  # told everything it wanted: done, whatever else was asked
+            if any(w in text for w in HANDOVER_WORDS):  # let the agent hand the chat over
+                return say("Okay, thank you. I'll wait for your colleague.")
             return call("end_conversation", reason="my request is handled")
         parts += answers
         if parts:

@@ -128,6 +128,18 @@ class SupportTools(ToolKit):
                 "delivered_on": o.delivered_on.isoformat() if o.delivered_on else None}
 
     @tool("read")
+    def get_payment(self, payment_id: str) -> dict[str, Any]:
+        """Get a payment: method, amount charged and amount refunded so far.
+
+        Args:
+            payment_id: The payment id, e.g. "P1".
+        """
+        p = self.state.payments.get(payment_id)
+        if p is None:
+            raise _not_found("payment", payment_id)
+        return {"payment_id": payment_id, **p.model_dump(mode="json")}
+
+    @tool("read")
     def get_product(self, sku: str) -> dict[str, Any]:
         """Get a catalogue product: name, price and the stock of each variant.
 
