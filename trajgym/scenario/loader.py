@@ -19,9 +19,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from trajgym.errors import Problem, ScenarioError, UnknownDomainError
-from trajgym.scenario import variables as V
+from trajgym.scenario import diagnostics as diag
+from trajgym.scenario import variables as tvars
 from trajgym.scenario.schema import SCHEMA_VERSION, GoalChange, RefAction, Scenario, ToolFault
-from trajgym.scenario.yamlfile import LocatedData, load_located
+from trajgym.scenario.yamlfile import EMPTY, LocatedData, load_located
 from trajgym.seeding import rng
 from trajgym.world.base import Domain
 from trajgym.world.control import ControlTools
@@ -71,8 +72,8 @@ class ScenarioTemplate:
 
     def instantiate(self, seed: int) -> ScenarioInstance:
         """Draw the variables from ``seed`` and build the initial world."""
-        values = V.draw(self.spec.variables, self.spec.today, rng(seed, "variables"))
-        raw = V.fill({k: v for k, v in self.located.data.items() if k != "variables"}, values)
+        values = tvars.draw(self.spec.variables, self.spec.today, rng(seed, "variables"))
+        raw = tvars.fill({k: v for k, v in self.located.data.items() if k != "variables"}, values)
         raw["variables"] = self.located.data.get("variables", {})
         spec = Scenario.model_validate(raw)
         world = dict(spec.world)
@@ -82,65 +83,6 @@ class ScenarioTemplate:
         text = spec.policy.text or self.domain.policy_text
         policy_text = text.format(**params.model_dump()) if spec.policy.text is None else text
         return ScenarioInstance(self, seed, values, spec, state, params, policy_text)
-
-
-# ---------------------------------------------------------------------------------------------
-# error messages
-
-
-def _all_field_names(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
-    seen = seen or set()
-    if model in seen:
-        return set()
-    seen.add(model)
-    names: set[str] = set()
-    for name, info in model.model_fields.items():
-        names.add(info.alias or name)
-        for arg in _models_in(info.annotation):
-            names |= _all_field_names(arg, seen)
-    return names
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    out: list[type[BaseModel]] = []
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    for arg in getattr(annotation, "__args__", ()) or ():
-        out += _models_in(arg)
-    for meta in getattr(annotation, "__metadata__", ()) or ():
-        out += _models_in(meta)
-    return out
-
-
-def _pydantic_problems(exc: ValidationError, located: LocatedData, prefix: tuple[str | int, ...],
-                       vocabulary: set[str]) -> list[Problem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = (*prefix, *err["loc"])
-        field = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            close = difflib.get_close_matches(key, sorted(vocabulary), n=1, cutoff=0.7)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            where = ".".join(str(p) for p in loc[:-1]) or "the top level"
-            problems.append(located.problem(loc, f"unknown key '{key}' in {where}{hint}", key=True))
-        elif kind == "missing":
-            problems.append(located.problem(loc[:-1], f"missing required key '{loc[-1]}' in "
-                                                      f"{'.'.join(str(p) for p in loc[:-1]) or 'the top level'}"))
-        else:
-            got = err.get("input")
-            shown = json.dumps(got, default=str)[:60] if not isinstance(got, dict | list) else type(got).__name__
-            msg = err["msg"]
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
-            problems.append(located.problem(loc, f"{field}: {msg} (got {shown})"))
-    return problems
-
-
-_UNION_TAGS = {"ToolFault", "GoalChange", "customer_goal_change", "service_unavailable",
-               "internal_error", "not_found", "timeout", "latency", "rate_limit", "stale_read",
-               "malformed", "partial", "outage"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +102,9 @@ def _tool_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedDat
     for role, names in spec.tools.items():
         if role not in spec.roles:
             problems.append(located.problem(("tools", role),
-                                            f"tools are given for role '{role}', which is not in roles {spec.roles}",
-                                            key=True))
+                                            f"tools are given for role '{role}', which is not in roles "
+                                            f"({', '.join(spec.roles)}); add '{role}' to roles or remove "
+                                            f"tools.{role}", key=True))
         for i, name in enumerate(names):
             if name not in all_tools:
                 problems.append(unknown(name, ("tools", role, i), all_tools))
@@ -174,6 +117,9 @@ def _tool_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedDat
         problems.append(located.problem(("roles",), "role 'supervisor' needs a 'supervisor' section (approval_limit)"))
 
     support_tools = set(spec.tools.get("support", []))
+    # a tool that a misspelt name under tools.support was meant to be: reported there already
+    meant = {close for name in support_tools - set(all_tools)
+             for close in difflib.get_close_matches(name, sorted(all_tools), n=1)}
 
     def check_reference(actions: list[RefAction], base: tuple[str | int, ...]) -> None:
         for i, action in enumerate(actions):
@@ -182,7 +128,7 @@ def _tool_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedDat
             if action.call not in all_tools:
                 problems.append(unknown(action.call, (*base, i, "call"), all_tools))
                 continue
-            if action.call not in support_tools:
+            if action.call not in support_tools and action.call not in meant:
                 problems.append(located.problem((*base, i, "call"),
                                                 f"reference calls '{action.call}', which role 'support' may not "
                                                 "call; add it under tools.support"))
@@ -241,27 +187,54 @@ def _reference_arg_problems(spec: Scenario, domain: Domain[Any, Any], located: L
             try:
                 tools[action.call].args_model.model_validate(action.args)
             except ValidationError as exc:
-                for e in exc.errors(include_url=False):
-                    loc = (*base, i, "args", *e["loc"])
-                    what = ".".join(str(p) for p in e["loc"]) or "args"
-                    problems.append(located.problem(loc, f"arguments of {action.call}: {what}: {e['msg']}"))
+                frame = diag.Frame(tools[action.call].args_model, (*base, i, "args"),
+                                label=f"the call to {action.call}", noun="argument")
+                problems += diag.problems(exc, located, frame)
     return problems
 
 
 def _template_problems(raw: dict[str, Any], spec: Scenario, located: LocatedData) -> list[Problem]:
-    problems = [located.problem(p, m) for p, m in V.check_defined(spec, raw)]
+    """Every ``${...}`` names a defined variable and a field it has, and can be filled in."""
+    problems = [located.problem(p, m, key=k) for p, m, k in tvars.check_defined(spec, raw)]
+    problems += [located.problem(p, m, key=k) for p, m, k in tvars.check_fields(spec, raw)]
     if problems:
         return problems
-    values = V.draw(spec.variables, spec.today, rng(0, "variables"))
-    for path, _name, _field in V.references({k: v for k, v in raw.items() if k != "variables"}):
-        node: Any = raw
-        for part in path:
-            node = node[part]
+    refs = sorted({(path, in_key) for path, _name, _field, in_key in tvars.template_references(raw)}, key=str)
+    seen: set[tuple[tuple[int, int], str]] = set()
+    for seed in CHECK_SEEDS:
         try:
-            V.fill(node, values)
-        except V.TemplateError as exc:
-            problems.append(located.problem(path, str(exc)))
+            values = tvars.draw(spec.variables, spec.today, rng(seed, "variables"))
+        except tvars.DrawError as exc:
+            return [located.problem(("variables", exc.name), str(exc))]
+        for path, in_key in refs:
+            try:
+                if in_key:
+                    tvars.fill_key(path[-1], values)
+                else:
+                    tvars.fill(_at(raw, path), values)
+            except tvars.TemplateError as exc:
+                problem = located.problem(path, str(exc), key=in_key)
+                if ((problem.line, problem.col), problem.message) not in seen:
+                    seen.add(((problem.line, problem.col), problem.message))
+                    problems.append(problem)
+        if problems:
+            break
     return problems
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _frame_of(exc: ValidationError, domain: Domain[Any, Any]) -> diag.Frame:
+    """What an instance's ValidationError was about: the scenario, the world or the policy rules."""
+    if exc.title == domain.policy_params.__name__:
+        return diag.Frame(domain.policy_params, ("policy", "rules"), noun="rule")
+    if exc.title == domain.state_model.__name__:
+        return diag.Frame(domain.state_model, ("world",))
+    return diag.Frame(Scenario)
 
 
 def _instance_problems(template: ScenarioTemplate) -> list[Problem]:
@@ -272,17 +245,12 @@ def _instance_problems(template: ScenarioTemplate) -> list[Problem]:
         try:
             inst = template.instantiate(seed)
         except ValidationError as exc:
-            title = exc.title
-            if title == "Scenario":
-                prefix: tuple[str | int, ...] = ()
-            elif title == template.domain.policy_params.__name__:
-                prefix = ("policy", "rules")
-            else:
-                prefix = ("world",)
-            vocab = _all_field_names(template.domain.state_model) | _all_field_names(template.domain.policy_params)
-            found = _pydantic_problems(exc, located, prefix, vocab)
+            found = diag.problems(exc, located, _frame_of(exc, template.domain))
+        except tvars.TemplateError as exc:
+            found = [located.problem(("variables", exc.name) if isinstance(exc, tvars.DrawError) else (), str(exc))]
         else:
-            found = [located.problem(("world", *p), m) for p, m in template.domain.entity_problems(inst.state)]
+            found = [located.problem(("world", *p), f"{diag.dotted(('world', *p))}: {m}")
+                     for p, m in template.domain.entity_problems(inst.state)]
             found += _goal_problems(inst.spec, inst.state, located)
             found += _reference_arg_problems(inst.spec, template.domain, located)
         for problem in found:
@@ -302,19 +270,25 @@ def parse(text: str, filename: str) -> ScenarioTemplate:
     """Validate scenario ``text`` (named ``filename`` in messages). Raises ScenarioError."""
     located = load_located(text, filename)
     data = located.data
+    if data is None:
+        raise ScenarioError([Problem(filename, 1, 1, EMPTY)])
     if not isinstance(data, dict):
-        raise ScenarioError([located.problem((), f"a scenario is a YAML mapping, not {type(data).__name__}")])
+        raise ScenarioError([located.problem((), f"a scenario is a YAML mapping of keys to values "
+                                                 f"(schema_version: {SCHEMA_VERSION}, id: ...), "
+                                                 f"but this file holds {diag.shown(data)}")])
     version = data.get("schema_version")
-    if version is None:
-        raise ScenarioError([located.problem((), f"missing required key 'schema_version' (write schema_version: {SCHEMA_VERSION})")])
-    if version != SCHEMA_VERSION:
+    if "schema_version" not in data:
+        raise ScenarioError([located.problem((), "missing required key 'schema_version' in the top level; "
+                                                 f"write schema_version: {SCHEMA_VERSION} as the first line")])
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise ScenarioError([located.problem(("schema_version",),
-                                             f"schema_version {version!r} is not supported; this trajgym reads "
-                                             f"version {SCHEMA_VERSION}")])
+                                             f"schema_version {diag.shown(version)} is not supported; this trajgym "
+                                             f"reads version {SCHEMA_VERSION} (write schema_version: "
+                                             f"{SCHEMA_VERSION})")])
     try:
         spec = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_pydantic_problems(exc, located, (), _all_field_names(Scenario))) from None
+        raise ScenarioError(diag.problems(exc, located, diag.Frame(Scenario))) from None
     try:
         domain = get_domain(spec.domain)
     except UnknownDomainError as exc:
@@ -323,13 +297,35 @@ def parse(text: str, filename: str) -> ScenarioTemplate:
     problems += _tool_problems(spec, domain, located)
     if problems:
         raise ScenarioError(problems)
-    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    canonical = json.dumps(_text_keys(data), sort_keys=True, default=str, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     template = ScenarioTemplate(Path(filename), located, spec, domain, digest)
     problems = _instance_problems(template)
     if problems:
         raise ScenarioError(problems)
     return template
+
+
+def _text_keys(data: Any) -> Any:
+    """``data`` with every mapping key as text, so that it can be dumped with sorted keys."""
+    if isinstance(data, dict):
+        return {str(k): _text_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_text_keys(v) for v in data]
+    return data
+
+
+def _decode(raw: bytes, shown: str) -> str:
+    """``raw`` as UTF-8 text; a ScenarioError located at the first byte that is not."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        start_of_line = raw.rfind(b"\n", 0, exc.start) + 1
+        col = len(raw[start_of_line:exc.start].decode("utf-8", errors="replace")) + 1
+        raise ScenarioError([Problem(shown, line, col,
+                                     f"the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot start or "
+                                     "continue a character; save the file as UTF-8")]) from None
 
 
 def load(path: str | Path) -> ScenarioTemplate:
@@ -346,11 +342,9 @@ def load(path: str | Path) -> ScenarioTemplate:
 def _load_cached(resolved: str, shown: str, mtime: int, size: int) -> ScenarioTemplate:
     p = Path(resolved)
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(shown, 1, 1, f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raw = p.read_bytes()
     except OSError as exc:
         raise ScenarioError([Problem(shown, 1, 1, f"cannot read file: {exc.strerror}")]) from None
-    template = parse(text, shown)
+    template = parse(_decode(raw, shown), shown)
     template.path = Path(shown)
     return template

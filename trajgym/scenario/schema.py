@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]*$"
 
 RoleName = Literal["support", "customer", "supervisor"]
 Mood = Literal["calm", "angry", "confused", "hurried"]
@@ -63,11 +64,12 @@ class VariableSpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> VariableSpec:
-        set_fields = [name for name in self.model_fields_set]
+        set_fields = sorted(self.model_fields_set)
         if len(set_fields) != 1:
+            written = [VariableSpec.model_fields[name].alias or name for name in set_fields]
             raise ValueError(
                 "a variable needs exactly one of: choice, int, float, date_ago, date_ahead, "
-                f"pool, pattern, value (got {len(set_fields)})"
+                f"pool, pattern, value (got {', '.join(written) or 'none'})"
             )
         for rng_name in ("int_range", "float_range", "date_ago", "date_ahead"):
             bounds = getattr(self, rng_name)
@@ -259,7 +261,7 @@ class Scenario(Strict):
     """A scenario template, as written in YAML."""
 
     schema_version: int
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.\-]*$")
+    id: str = Field(pattern=ID_PATTERN)
     domain: str
     description: str
     tags: list[str] = Field(default_factory=list)

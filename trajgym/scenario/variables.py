@@ -8,6 +8,7 @@ reference inside a longer string is formatted in place, with an optional format 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +41,10 @@ def draw(specs: dict[str, VariableSpec], today: dt.date, rng: np.random.Generato
     """Draw every variable, in declaration order, from ``rng``."""
     values: dict[str, Any] = {"today": today.isoformat()}
     for name, spec in specs.items():
-        values[name] = _draw_one(spec, today, rng)
+        try:
+            values[name] = _draw_one(spec, today, rng)
+        except (ValueError, OverflowError) as exc:
+            raise DrawError(name, f"variable '{name}' cannot be drawn: {exc}; use a smaller range") from None
     return values
 
 
@@ -77,15 +81,50 @@ class TemplateError(ValueError):
     """A reference that cannot be filled in (unknown variable, missing field, bad format)."""
 
 
+class DrawError(TemplateError):
+    """A variable whose value cannot be drawn (a range too large for a date, say)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
+def _missing_field(name: str, value: Any, part: str) -> str:
+    """Why ``${name.<...>.part}`` cannot be read from ``value``."""
+    if not isinstance(value, dict):
+        return (f"variable '{name}' has no field '{part}': its value {value!r} is not a mapping "
+                f"(only a choice of mappings has fields)")
+    fields = sorted(str(k) for k in value)
+    close = difflib.get_close_matches(part, fields, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"variable '{name}' has no field '{part}'{hint} (fields: {', '.join(fields) or 'none'})"
+
+
 def _lookup(values: dict[str, Any], name: str, fields: str) -> Any:
     if name not in values:
         raise TemplateError(f"variable '{name}' is never defined (add it under 'variables')")
     value = values[name]
     for part in fields.split(".")[1:]:
         if not isinstance(value, dict) or part not in value:
-            raise TemplateError(f"variable '{name}' has no field '{part}'")
+            raise TemplateError(_missing_field(name, value, part))
         value = value[part]
     return value
+
+
+def _formatted(m: re.Match[str], values: dict[str, Any]) -> str:
+    """The text of one reference ``m`` inside a longer string."""
+    value = _lookup(values, m.group(1), m.group(2))
+    try:
+        return format(value, m.group(3) or "")
+    except (ValueError, TypeError) as exc:
+        raise TemplateError(f"cannot format '{m.group(0)}': {exc}") from None
+
+
+def fill_key(key: Any, values: dict[str, Any]) -> Any:
+    """A mapping key is always filled in as text, so it stays a valid key."""
+    if not isinstance(key, str) or "${" not in key:
+        return key
+    return REF.sub(lambda m: _formatted(m, values), key)
 
 
 def fill(obj: Any, values: dict[str, Any]) -> Any:
@@ -97,48 +136,90 @@ def fill(obj: Any, values: dict[str, Any]) -> Any:
         if whole and whole.group(3) is None:
             return _lookup(values, whole.group(1), whole.group(2))
 
-        def repl(m: re.Match[str]) -> str:
-            value = _lookup(values, m.group(1), m.group(2))
-            try:
-                return format(value, m.group(3) or "")
-            except (ValueError, TypeError) as exc:
-                raise TemplateError(f"cannot format '{m.group(0)}': {exc}") from None
-
-        return REF.sub(repl, obj)
+        return REF.sub(lambda m: _formatted(m, values), obj)
     if isinstance(obj, dict):
-        return {fill(k, values): fill(v, values) for k, v in obj.items()}
+        return {fill_key(k, values): fill(v, values) for k, v in obj.items()}
     if isinstance(obj, list):
         return [fill(v, values) for v in obj]
     return obj
 
 
-def references(obj: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-    """Yield (path, variable name, field suffix) for every reference in ``obj``."""
+Path_ = tuple[str | int, ...]
+
+
+def references(obj: Any, path: Path_ = (), *, keys: bool = False) -> Iterator[tuple[Path_, str, str]]:
+    """Yield (path, variable name, field suffix) for every reference in ``obj``.
+
+    With ``keys``, the references in mapping keys instead, each at the path of its key.
+    """
     if isinstance(obj, str):
-        for m in REF.finditer(obj):
-            yield path, m.group(1), m.group(2)
+        if not keys:
+            for m in REF.finditer(obj):
+                yield path, m.group(1), m.group(2)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from references(v, (*path, k))
+            if keys and isinstance(k, str):
+                for m in REF.finditer(k):
+                    yield (*path, k), m.group(1), m.group(2)
+            yield from references(v, (*path, k), keys=keys)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            yield from references(v, (*path, i))
+            yield from references(v, (*path, i), keys=keys)
 
 
-def check_defined(scenario: Scenario, raw: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every reference names a defined variable (or a built-in such as ``today``)."""
+def template_references(raw: dict[str, Any]) -> Iterator[tuple[Path_, str, str, bool]]:
+    """(path, name, field suffix, whether in a key) of every reference outside ``variables``."""
+    data = {k: v for k, v in raw.items() if k != "variables"}
+    for in_key in (False, True):
+        for path, name, fields in references(data, keys=in_key):
+            yield path, name, fields, in_key
+
+
+def check_defined(scenario: Scenario, raw: dict[str, Any]) -> list[tuple[Path_, str, bool]]:
+    """Every reference names a defined variable (or a built-in such as ``today``).
+
+    Returns (path, message, whether the reference is in a key) for each that does not.
+    """
     known = set(scenario.variables) | set(BUILTINS)
     problems = []
-    for path, name, _ in references({k: v for k, v in raw.items() if k != "variables"}):
+    for path, name, _, in_key in template_references(raw):
         if name not in known:
             hint = _suggest(name, known)
             problems.append((path, f"variable '{name}' is never defined{hint}; "
-                                   "define it under 'variables'"))
+                                   "define it under 'variables'", in_key))
     return problems
 
 
-def _suggest(name: str, known: set[str]) -> str:
-    import difflib
+def check_fields(scenario: Scenario, raw: dict[str, Any]) -> list[tuple[Path_, str, bool]]:
+    """Every ``${var.field}`` names a field that every value ``var`` can take has."""
+    problems = []
+    seen: set[tuple[Path_, str, str]] = set()
+    for path, name, fields, in_key in template_references(raw):
+        spec = scenario.variables.get(name)
+        if not fields or spec is None or (path, name, fields) in seen:
+            continue
+        seen.add((path, name, fields))
+        if spec.choice is None and not isinstance(spec.value, dict):
+            part = fields.split(".")[1]
+            problems.append((path, f"variable '{name}' has no field '{part}': only a 'choice' of "
+                                   "mappings (or a mapping 'value') has fields", in_key))
+            continue
+        for option in spec.choice if spec.choice is not None else [spec.value]:
+            message = _field_problem(name, option, fields)
+            if message is not None:
+                problems.append((path, message, in_key))
+                break
+    return problems
 
+
+def _field_problem(name: str, value: Any, fields: str) -> str | None:
+    for part in fields.split(".")[1:]:
+        if not isinstance(value, dict) or part not in value:
+            return _missing_field(name, value, part)
+        value = value[part]
+    return None
+
+
+def _suggest(name: str, known: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -82,8 +82,9 @@ def _located(construct: Callable[[yaml.SafeLoader, yaml.Node], Any], what: str) 
         except yaml.MarkedYAMLError:
             raise
         except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            detail = f" ({exc})" if what == "date" and isinstance(exc, ValueError) and str(exc) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"'{node.value}' is not a valid {what} ({exc}); quote it to keep it as text",
+                None, None, f"'{node.value}' is not a valid {what}{detail}; quote it to keep it as text",
                 node.start_mark) from None
 
     return wrapped
@@ -98,21 +99,33 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+EMPTY = "the file is empty; a scenario is a YAML mapping that starts with schema_version: 1"
+
+
 class _Walker:
     """Records the position of every key and value; finds duplicate keys and recursive aliases."""
 
-    def __init__(self, loader: _Loader, out: LocatedData) -> None:
+    def __init__(self, loader: _Loader, out: LocatedData, text: str) -> None:
         self.loader = loader
+        self.text = text
         self.out = out
         self.problems: list[Problem] = []
         self.count = 0
         self.active: set[int] = set()
 
+    def _mark(self, node: yaml.Node) -> tuple[int, int]:
+        """The node's position, inside the text (an empty value at the very end is past it)."""
+        line, col, _ = _clamp(self.text, *_mark(node))
+        return line, col
+
     def _problem(self, node: yaml.Node, message: str) -> Problem:
-        line, col = _mark(node)
+        line, col = self._mark(node)
         return Problem(self.out.filename, line, col, message)
 
     def _key(self, key_node: yaml.Node) -> Any:
+        if key_node.tag == MERGE_TAG:
+            return key_node.value
         if isinstance(key_node, yaml.ScalarNode):
             key = self.loader.construct_object(key_node)
             try:
@@ -130,7 +143,7 @@ class _Walker:
         if id(node) in self.active:
             raise ScenarioError([self._problem(node, "an alias refers to a mapping or list that contains it; "
                                                      "a scenario cannot be recursive")])
-        self.out.values[path] = _mark(node)
+        self.out.values[path] = self._mark(node)
         self.active.add(id(node))
         if isinstance(node, yaml.MappingNode):
             self._walk_mapping(node, path)
@@ -143,14 +156,14 @@ class _Walker:
         seen: dict[Any, tuple[int, int]] = {}
         for key_node, value_node in node.value:
             key = self._key(key_node)
-            if key in seen:
+            if key in seen and key_node.tag != MERGE_TAG:
                 shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
                 self.problems.append(self._problem(
                     key_node, f"duplicate key '{shown}' (first defined at line {seen[key][0]}); "
                               "YAML keeps only the last one, so remove or rename one of them"))
-            seen[key] = _mark(key_node)
+            seen[key] = self._mark(key_node)
             child = (*path, key)
-            self.out.keys[child] = _mark(key_node)
+            self.out.keys[child] = self._mark(key_node)
             self.walk(value_node, child)
 
 
@@ -172,11 +185,15 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, filename: str) -> Problem:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        context = exc.context or ""
+        start = exc.context_mark
+        if context and start is not None and mark is not None and start.line != mark.line:
+            context += f" (started at line {start.line + 1}, column {start.column + 1})"
+        what = " ".join(p for p in (context, exc.problem) if p)
     elif isinstance(exc, yaml.reader.ReaderError):
         line, col = _offset_position(text, exc.position)
-        what = (f"character {exc.character!r} (#x{ord(exc.character) if isinstance(exc.character, str) else exc.character:04x}) "
-                "is not allowed in YAML; is this a text file?")
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        what = f"control character #x{code:04x} is not allowed in YAML; is this a text file?"
     else:
         line, col, what = 1, 1, str(exc)
     line, col, where = _clamp(text, line, col)
@@ -191,18 +208,23 @@ def _yaml_hint(what: str) -> str:
         return "; is a closing bracket missing?"
     if "expected <block end>" in what or "mapping values are not allowed" in what:
         return "; check the indentation of this line and the one above"
+    if "unhashable key" in what:
+        return "; a key must be plain text, not a list or a mapping"
     return ""
 
 
 def load_located(text: str, filename: str) -> LocatedData:
     """Parse one YAML document with a safe loader; raise ScenarioError on any problem."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([_yaml_problem(exc, text, filename)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
-            raise ScenarioError([Problem(filename, 1, 1, "the file is empty; a scenario is a YAML mapping")])
+            raise ScenarioError([Problem(filename, 1, 1, EMPTY)])
         out = LocatedData(filename, None)
-        walker = _Walker(loader, out)
+        walker = _Walker(loader, out, text)
         walker.walk(node, ())
         out.data = loader.construct_document(node)
     except yaml.YAMLError as exc:
