@@ -9,44 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from trajgym.envs.core import Episode
-from trajgym.envs.spaces import action_space, encode_observation, observation_space
-from trajgym.envs.views import load_for_domain, render_text
+from trajgym.envs.spaces import encode_observation
+from trajgym.envs.views import MultiAgentView
 
 
-class TrajgymParallelEnv(ParallelEnv[str, dict[str, str], str]):
+class TrajgymParallelEnv(MultiAgentView, ParallelEnv[str, dict[str, str], str]):
     """Parallel view of a scenario's turn-taking conversation. Same arguments as the AEC env."""
 
     metadata = {"name": "trajgym_parallel_v0", "render_modes": ["ansi"]}
 
     def __init__(self, scenario: str, *, domain: str | None = None, render_mode: str | None = None) -> None:
-        self.template = load_for_domain(scenario, domain)
-        self.possible_agents: list[str] = [str(r) for r in self.template.spec.roles]
+        self._setup(scenario, domain, render_mode)
         self.agents: list[str] = []
-        self.render_mode = render_mode
-        self._obs_spaces = {a: observation_space() for a in self.possible_agents}
-        self._act_spaces = {a: action_space() for a in self.possible_agents}
-        self._np_random = np.random.default_rng()
-        self.episode: Episode | None = None
         self._seen: dict[str, tuple[int, int]] = {}
-
-    def observation_space(self, agent: str) -> spaces.Space[Any]:
-        return self._obs_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Space[Any]:
-        return self._act_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
-        if seed is not None:
-            self._np_random = np.random.default_rng(seed)
-        episode_seed = seed if seed is not None else int(self._np_random.integers(2**62))
-        trial = int((options or {}).get("trial", 0))
-        self.episode = Episode.start(self.template, episode_seed, trial=trial)
+        self._start(seed, options)
         self.agents = list(self.possible_agents)
         self._seen = dict.fromkeys(self.agents, (0, 0))
         return self._deliver()
@@ -80,16 +61,3 @@ class TrajgymParallelEnv(ParallelEnv[str, dict[str, str], str]):
         if ep.done:
             self.agents = []
         return observations, rewards, terminations, truncations, infos
-
-    def render(self) -> str | None:
-        if self.render_mode != "ansi" or self.episode is None:
-            return None
-        return render_text(self.episode)
-
-    def close(self) -> None:
-        self.episode = None
-
-    def _require(self) -> Episode:
-        if self.episode is None:
-            raise RuntimeError("call reset() before using the env")
-        return self.episode
