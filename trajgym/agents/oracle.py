@@ -83,19 +83,26 @@ class OracleAgent(Agent):
             self.verifying = True
             return self._verify_call(spec)
         if event.get("error_type") in ("invalid_arguments", "unknown_tool"):
-            self.giving_up = True
-            return say(GIVE_UP)
+            return self._give_up()
         pending = self.pending
         return self._retry(lambda: self._issue(pending))
 
     def _retry(self, again: Any) -> str:
         self.retries += 1
         if self.retries > self.max_retries:
-            self.giving_up = True
-            return say(GIVE_UP)
+            return self._give_up()
         if self.retries == 2:
             return say(HOLD)
         return str(again())
+
+    def _give_up(self) -> str:
+        """The call keeps failing: play its fallback plan if the scenario gives one, else hand over."""
+        fallback = self.pending.fallback if self.pending is not None else None
+        if fallback:
+            self.plan, self.pos, self.pending, self.retries, self.verifying = list(fallback), 0, None, 0, False
+            return self._next()
+        self.giving_up = True
+        return say(GIVE_UP)
 
     def _verify_call(self, spec: ToolSpec) -> str:
         assert self.pending is not None and spec.verify is not None

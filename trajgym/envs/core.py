@@ -173,7 +173,11 @@ class Episode:
         if not self.done and self.turn >= self.spec.limits.max_turns:
             self.done, self.truncated, self.termination = True, True, "max_turns"
         if self.done:
-            self._outcome = self._evaluate()
+            try:
+                self.toolkit.finalize()
+                self._outcome = self._evaluate()
+            finally:
+                self.close()
         step["wall_ms"] = (time.perf_counter() - t0) * 1000.0
         return step
 
@@ -242,6 +246,7 @@ class Episode:
         for rule in self.spec.forbidden:
             if rule.tool == call.name and _args_match(rule.args, args):
                 self.forbidden_hits.append(self._forbidden_record(rule, call))
+        self.toolkit.turn = self.turn
         result, faults = self.faults.call(call.name, args, self.turn)
         for f in faults:
             f.index = self._fault_index[f.index]
@@ -303,6 +308,12 @@ class Episode:
                 "allowed_endings": list(self.goal.end),
                 "violations": self.violations, "forbidden": self.forbidden_hits,
                 "goal_changed_at": self.goal_changed_at, "final_state": final}
+
+    def close(self) -> None:
+        """Free the world's resources (idempotent); the env views call it on reset and close."""
+        self.toolkit.close()
+        if self.faults.stale_toolkit is not None:
+            self.faults.stale_toolkit.close()
 
     @property
     def outcome(self) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(2**62))
         trial = int((options or {}).get("trial", 0))
+        if self.episode is not None:
+            self.episode.close()
         self.episode = Episode.start(self.template, episode_seed, trial=trial)
         reset_agents(self.episode, self.policies)
         self._play_others()
@@ -98,3 +100,8 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         if self.render_mode != "ansi" or self.episode is None:
             return None
         return render_text(self.episode)
+
+    def close(self) -> None:
+        if self.episode is not None:
+            self.episode.close()
+        self.episode = None

@@ -63,6 +63,8 @@ class MultiAgentView:
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
         episode_seed = seed if seed is not None else int(self._np_random.integers(2**62))
+        if self.episode is not None:
+            self.episode.close()
         self.episode = Episode.start(self.template, episode_seed, trial=int((options or {}).get("trial", 0)))
         return self.episode
 
@@ -72,6 +74,8 @@ class MultiAgentView:
         return render_text(self.episode)
 
     def close(self) -> None:
+        if self.episode is not None:
+            self.episode.close()
         self.episode = None
 
     def _require(self) -> Episode:

@@ -26,7 +26,13 @@ _ERRORS = {
     "timeout": (504, "the {service} service did not answer within {ms} ms"),
     "rate_limit": (429, "too many requests to the {service} service; retry after {turns} turns"),
     "outage": (503, "the {service} service is down for maintenance"),
+    "permission_denied": (403, "permission denied"),
+    "disk_full": (507, "no space left on device"),
+    "command_not_found": (127, "command not found"),
+    "network_error": (502, "network error: connection reset by peer"),
 }
+ERROR_KINDS = ("service_unavailable", "internal_error", "not_found", "outage", "permission_denied",
+               "disk_full", "command_not_found", "network_error")
 
 
 @dataclass
@@ -58,9 +64,10 @@ class FaultLayer:
         self._calls: dict[str, int] = {}
         self._rate_limited: dict[tuple[int, str], int] = {}
         self._stale_state = stale_state
-        self._stale_kit: ToolKit | None = None
+        self.stale_toolkit: ToolKit | None = None
 
-    def _fires(self, index: int, fault: ToolFault, tool: str, call: int, turn: int) -> bool:
+    def _fires(self, index: int, fault: ToolFault, tool: str, args: dict[str, Any], *, call: int,
+               turn: int) -> bool:
         if "*" not in fault.tools() and tool not in fault.tools():
             return False
         if fault.nth_call is not None and call not in fault.calls():
@@ -68,6 +75,8 @@ class FaultLayer:
         if fault.turns is not None and not fault.turns[0] <= turn <= fault.turns[1]:
             return False
         if fault.kind == "stale_read" and self.specs[tool].kind != "read":
+            return False
+        if fault.args and any(args.get(k) != v for k, v in fault.args.items()):
             return False
         return fault.probability is None or bool(self._rngs[index].random() < fault.probability)
 
@@ -84,7 +93,7 @@ class FaultLayer:
             if until is not None and turn <= until:
                 records.append(FaultRecord(index, "rate_limit", tool, turn, call, detail={"window_until": until}))
                 return self._error(fault, "rate_limit", tool, args), records
-            if not self._fires(index, fault, tool, call, turn):
+            if not self._fires(index, fault, tool, args, call=call, turn=turn):
                 continue
             if fault.kind == "latency":
                 latency += fault.latency_ms
@@ -117,7 +126,7 @@ class FaultLayer:
         kind = fault.kind
         is_write = self.specs[tool].kind == "write"
         record = FaultRecord(index, kind, tool, turn, call)
-        if kind in ("service_unavailable", "internal_error", "not_found", "outage"):
+        if kind in ERROR_KINDS:
             return self._error(fault, kind, tool, args), record
         if kind == "rate_limit":
             self._rate_limited[(index, tool)] = turn + fault.retry_after - 1
@@ -132,9 +141,9 @@ class FaultLayer:
             result.applied = record.applied
             return result, record
         if kind == "stale_read":
-            if self._stale_kit is None and self._stale_state is not None:
-                self._stale_kit = type(self.toolkit)(self._stale_state())
-            kit = self._stale_kit or self.toolkit
+            if self.stale_toolkit is None and self._stale_state is not None:
+                self.stale_toolkit = type(self.toolkit)(self._stale_state())
+            kit = self.stale_toolkit or self.toolkit
             result = kit.call(tool, args)
             if result.ok and isinstance(result.content, dict):
                 result.content = {**result.content, "_meta": {"source": "cache", "stale": True}}

@@ -33,6 +33,10 @@ ToolFaultKind = Literal[
     "malformed",
     "partial",
     "outage",
+    "permission_denied",
+    "disk_full",
+    "command_not_found",
+    "network_error",
 ]
 Pool = Literal["first_name", "last_name", "city", "street", "product", "color", "size"]
 
@@ -133,6 +137,9 @@ class RefAction(Strict):
     say: str | None = None
     call: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    fallback: list[RefAction] | None = Field(
+        default=None, description="what to do instead when this call keeps failing (replaces the rest of the plan)"
+    )
 
     @model_validator(mode="after")
     def _say_or_call(self) -> RefAction:
@@ -140,6 +147,8 @@ class RefAction(Strict):
             raise ValueError("a reference action has exactly one of 'say' or 'call'")
         if self.say is not None and self.args:
             raise ValueError("'args' goes with 'call', not with 'say'")
+        if self.say is not None and self.fallback is not None:
+            raise ValueError("'fallback' goes with 'call', not with 'say'")
         return self
 
 
@@ -179,12 +188,14 @@ class _Trigger(Strict):
 class ToolFault(_Trigger):
     """A failure injected between a caller and a tool (or every tool with ``tool: '*'``).
 
+    ``args`` narrows it to calls with those arguments (e.g. one step of a workflow);
     ``latency_ms`` is added simulated latency (``latency``, ``timeout``); ``retry_after`` the turns a
     ``rate_limit`` lasts; ``applied`` says whether a timed-out write took effect anyway.
     """
 
     kind: ToolFaultKind
     tool: str | list[str] = "*"
+    args: dict[str, Any] = Field(default_factory=dict, description="fire only on calls with these arguments")
     latency_ms: int = Field(default=0, ge=0)
     retry_after: int = Field(default=2, ge=1)
     applied: bool = False
@@ -241,9 +252,13 @@ class CustomerSpec(Strict):
 
 
 class SupervisorSpec(Strict):
-    """The supervisor role: approves requests up to ``approval_limit``."""
+    """The supervisor role: approves requests up to ``approval_limit``, denies a request whose
+    arguments mention any of ``deny``, and answers "later" to the first ``delay`` requests, so the
+    agent has to chase."""
 
     approval_limit: float = Field(default=1000.0, ge=0)
+    deny: list[str] = Field(default_factory=list)
+    delay: int = Field(default=0, ge=0)
 
 
 class PolicySpec(Strict):

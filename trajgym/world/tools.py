@@ -125,6 +125,14 @@ class ToolKit:
 
     def __init__(self, state: Any) -> None:
         self.state = state
+        self.turn = 0  # the env's turn counter, set before every call (deadlines, clocks)
+
+    def finalize(self) -> None:
+        """Called once when the episode ends, before the goal is checked: a domain can record
+        in ``state`` what only its resources know (e.g. the result of a check script)."""
+
+    def close(self) -> None:
+        """Free the toolkit's resources (a sandbox, say). Idempotent."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
