@@ -5,27 +5,9 @@
 >>> par = customer_support_v0.parallel_env(scenario="refund_damaged_item")
 """
 
-from __future__ import annotations
-
-from pettingzoo.utils import wrappers
-
-from trajgym.envs.aec import TrajgymAECEnv
-from trajgym.envs.parallel import TrajgymParallelEnv
-from trajgym.scenario.catalog import DEFAULT_SCENARIO
+from trajgym.envs.modules import module_functions
 
 DOMAIN = "customer_support"
+DEFAULT_SCENARIO = "refund_damaged_item"
 
-
-def raw_env(scenario: str = DEFAULT_SCENARIO, render_mode: str | None = None) -> TrajgymAECEnv:
-    """The AEC env without wrappers."""
-    return TrajgymAECEnv(scenario, domain=DOMAIN, render_mode=render_mode)
-
-
-def env(scenario: str = DEFAULT_SCENARIO, render_mode: str | None = None) -> wrappers.OrderEnforcingWrapper:
-    """The AEC env, wrapped to enforce PettingZoo's call order."""
-    return wrappers.OrderEnforcingWrapper(raw_env(scenario, render_mode))
-
-
-def parallel_env(scenario: str = DEFAULT_SCENARIO, render_mode: str | None = None) -> TrajgymParallelEnv:
-    """The Parallel env."""
-    return TrajgymParallelEnv(scenario, domain=DOMAIN, render_mode=render_mode)
+raw_env, env, parallel_env = module_functions(DOMAIN, DEFAULT_SCENARIO)

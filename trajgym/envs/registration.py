@@ -15,6 +15,11 @@ ENVS: dict[str, tuple[str, dict[str, object], str]] = {
         {"scenario": DEFAULT_SCENARIO, "learner": "support", "domain": "customer_support"},
         "trajgym.envs.customer_support_v0",
     ),
+    f"{NAMESPACE}/Workflow-v0": (
+        "trajgym.envs.gym_env:TrajgymGymEnv",
+        {"scenario": "employee_onboarding", "learner": "support", "domain": "workflow"},
+        "trajgym.envs.workflow_v0",
+    ),
 }
 
 

@@ -113,7 +113,7 @@ class FaultLayer:
 
     def _error(self, fault: ToolFault, kind: str, tool: str, args: dict[str, Any]) -> ToolResult:
         status, template = _ERRORS[kind]
-        service = tool.split("_", 1)[-1]
+        service = self.toolkit.service_name(tool, args)
         message = fault.message or template.format(service=service, ms=fault.latency_ms or 30000,
                                                    turns=fault.retry_after)
         extra: dict[str, Any] = {"status": status}

@@ -11,6 +11,7 @@ from trajgym.world.base import Domain
 
 DOMAINS: dict[str, str] = {
     "customer_support": "trajgym.world.customer_support:DOMAIN",
+    "workflow": "trajgym.world.workflow:DOMAIN",
 }
 
 

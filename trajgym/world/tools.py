@@ -127,6 +127,10 @@ class ToolKit:
         self.state = state
         self.turn = 0  # the env's turn counter, set before every call (deadlines, clocks)
 
+    def service_name(self, tool: str, args: dict[str, Any]) -> str:
+        """The system a call goes to, as error messages name it (default: from the tool name)."""
+        return tool.split("_", 1)[-1]
+
     def finalize(self) -> None:
         """Called once when the episode ends, before the goal is checked: a domain can record
         in ``state`` what only its resources know (e.g. the result of a check script)."""
