@@ -58,8 +58,9 @@ def test_oracle_checks_a_timed_out_write_before_repeating_it(templates: dict[str
         traj = run_episode(template, 0, agents_for(template, "oracle"))
         calls = [tc for s in traj["steps"] for tc in s["tool_calls"]]
         timed_out = next(i for i, tc in enumerate(calls) if tc["error_type"] == "timeout")
-        write = calls[timed_out]["name"]
+        write = (calls[timed_out]["name"], calls[timed_out]["arguments"])
         assert calls[timed_out]["applied"]
-        assert calls[timed_out + 1]["name"] != write  # it read first
-        assert sum(1 for tc in calls if tc["name"] == write and tc["ok"]) == 0  # and never repeated it
+        assert calls[timed_out + 1]["name"] != write[0]  # it read first
+        repeats = [tc for tc in calls[timed_out + 1:] if (tc["name"], tc["arguments"]) == write]
+        assert not repeats, f"{template.id}: the applied write was repeated"
         assert traj["outcome"]["success"]

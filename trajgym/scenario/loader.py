@@ -11,6 +11,7 @@ import copy
 import difflib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -129,14 +130,14 @@ def _tool_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedDat
              for close in difflib.get_close_matches(name, sorted(all_tools), n=1)}
 
     def check_reference(actions: list[RefAction], base: tuple[str | int, ...]) -> None:
-        for i, action in enumerate(actions):
+        for path, action in _actions(actions, base):
             if action.call is None:
                 continue
             if action.call not in all_tools:
-                problems.append(unknown(action.call, (*base, i, "call"), all_tools))
+                problems.append(unknown(action.call, (*path, "call"), all_tools))
                 continue
             if action.call not in support_tools and action.call not in meant:
-                problems.append(located.problem((*base, i, "call"),
+                problems.append(located.problem((*path, "call"),
                                                 f"reference calls '{action.call}', which role 'support' may not "
                                                 "call; add it under tools.support"))
 
@@ -180,6 +181,15 @@ def _goal_problems(spec: Scenario, state: BaseModel, located: LocatedData) -> li
     return problems
 
 
+def _actions(actions: list[RefAction], base: tuple[str | int, ...]
+             ) -> Iterator[tuple[tuple[str | int, ...], RefAction]]:
+    """Every action of a reference list with its path, the actions of fallbacks included."""
+    for i, action in enumerate(actions):
+        yield (*base, i), action
+        if action.fallback:
+            yield from _actions(action.fallback, (*base, i, "fallback"))
+
+
 def _reference_arg_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedData) -> list[Problem]:
     """Arguments of every reference call (filled in) validate against the tool's schema."""
     tools = {**domain.toolkit.specs(), **ControlTools.specs()}
@@ -188,13 +198,13 @@ def _reference_arg_problems(spec: Scenario, domain: Domain[Any, Any], located: L
     ]
     problems = []
     for base, actions in lists:
-        for i, action in enumerate(actions):
+        for path, action in _actions(actions, base):
             if action.call is None or action.call not in tools:
                 continue
             try:
                 tools[action.call].args_model.model_validate(action.args)
             except ValidationError as exc:
-                frame = diag.Frame(tools[action.call].args_model, (*base, i, "args"),
+                frame = diag.Frame(tools[action.call].args_model, (*path, "args"),
                                 label=f"the call to {action.call}", noun="argument")
                 problems += diag.problems(exc, located, frame)
     return problems
