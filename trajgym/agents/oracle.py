@@ -8,6 +8,7 @@ transfers to a human when a system stays down.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from trajgym.agents.base import Agent, AgentContext, support_messages
@@ -22,10 +23,18 @@ GIVE_UP = ("I'm sorry, our systems are down and I cannot finish this now. I'm tr
 
 
 def _clean(event: dict[str, Any]) -> bool:
-    """A successful result that is whole: not truncated, not from a stale cache, not partial."""
+    """A successful result that is whole: not cut-off JSON, not from a stale cache, not partial."""
     content = event.get("content")
-    if not event.get("ok") or isinstance(content, str):
+    if not event.get("ok"):
         return False
+    if isinstance(content, str):  # text is fine (a file's content), unless it is broken JSON
+        if not content.lstrip().startswith(("{", "[")):
+            return True
+        try:
+            json.loads(content)
+        except ValueError:
+            return False
+        return True
     meta = content.get("_meta") if isinstance(content, dict) else None
     return not meta
 
