@@ -17,8 +17,8 @@ from trajgym.scenario.schema import GoalChange, RefAction
 from trajgym.world.control import ControlTools
 from trajgym.world.tools import ToolKit, ToolSpec
 
-HOLD = "I'm sorry, our system is not responding right now. Please bear with me a moment."
-GIVE_UP = ("I'm sorry, our systems are down and I cannot finish this now. I'm transferring you "
+HOLD = "Sorry, this is taking longer than expected: something I need is failing. Please bear with me a moment."
+GIVE_UP = ("I'm sorry, a system I need keeps failing and I cannot finish this now. I'm transferring you "
            "to a human colleague who will follow up with you.")
 
 

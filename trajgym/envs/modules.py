@@ -10,7 +10,6 @@ from trajgym.envs.aec import TrajgymAECEnv
 from trajgym.envs.parallel import TrajgymParallelEnv
 
 
-
 def module_functions(domain: str, default: str) -> tuple[
     Callable[..., TrajgymAECEnv], Callable[..., wrappers.OrderEnforcingWrapper], Callable[..., TrajgymParallelEnv]
 ]:

@@ -20,6 +20,11 @@ ENVS: dict[str, tuple[str, dict[str, object], str]] = {
         {"scenario": "employee_onboarding", "learner": "support", "domain": "workflow"},
         "trajgym.envs.workflow_v0",
     ),
+    f"{NAMESPACE}/ToolUse-v0": (
+        "trajgym.envs.gym_env:TrajgymGymEnv",
+        {"scenario": "clean_csv", "learner": "support", "domain": "tool_use"},
+        "trajgym.envs.tool_use_v0",
+    ),
 }
 
 

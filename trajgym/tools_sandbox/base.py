@@ -30,6 +30,8 @@ class Limits:
     file_size_mb: int = 64           # largest file a run may write (RLIMIT_FSIZE)
     processes: int = 64              # processes/threads (RLIMIT_NPROC / pids limit)
     output_bytes: int = 64_000       # stdout and stderr are each truncated past this, with a marker
+    flood_bytes: int = 32 * 1024 * 1024  # a run whose stdout+stderr pass this is killed ("output")
+    tmp_mb: int = 64                 # size of the private /tmp (a tmpfs, so it counts in memory)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     signal: int | None = None        # the signal that ended the process, if any
+    limits_hit: list[LimitHit] = field(default_factory=list)  # every limit met, limit_hit first
 
     @property
     def ok(self) -> bool:
@@ -51,7 +54,7 @@ class RunResult:
 
     @property
     def timed_out(self) -> bool:
-        return self.limit_hit == "timeout"
+        return self.limit_hit == "timeout" or "timeout" in self.limits_hit
 
 
 @dataclass

@@ -12,6 +12,7 @@ from trajgym.world.base import Domain
 DOMAINS: dict[str, str] = {
     "customer_support": "trajgym.world.customer_support:DOMAIN",
     "workflow": "trajgym.world.workflow:DOMAIN",
+    "tool_use": "trajgym.world.tool_use:DOMAIN",
 }
 
 
