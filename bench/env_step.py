@@ -2,9 +2,10 @@
 
     python bench/env_step.py [--episodes N]
 
-Plays every built-in scenario with the oracle (and separately the random agent) as support and the
-scripted customer/supervisor, builds each trajectory record and appends it to a JSONL file, and
-reports the time per step of the whole loop (agents included). Target: under 200 us per step.
+Plays the built-in scenarios of each domain with the oracle (and the random agent) as support and
+the scripted customer/supervisor, builds each trajectory record and appends it to a JSONL file,
+and reports the time per step of the whole loop (agents included). Target: under 200 us per step
+for the in-memory worlds; the tool-use world is bound by its sandboxed processes.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from trajgym.rollout.runner import plan, run
 from trajgym.scenario import builtin_scenarios, load
 
 
-def bench_runner(agent: str, episodes: int, fsync: bool) -> tuple[int, int, float]:
-    templates = [load(p) for p in builtin_scenarios().values()]
+def bench_runner(agent: str, episodes: int, fsync: bool, domain: str = "customer_support") -> tuple[int, int, float]:
+    templates = [load(p) for p in builtin_scenarios(domain).values()]
     units = plan(templates, episodes, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.jsonl"
@@ -66,8 +67,11 @@ def main() -> None:
     args = parser.parse_args()
     bench_runner("oracle", 2, False)  # warm-up: imports, scenario cache
     for agent in ("oracle", "random"):
-        report(f"runner, {agent}, JSONL (no fsync)", *bench_runner(agent, args.episodes, False))
-    report("runner, oracle, JSONL + fsync per episode", *bench_runner("oracle", args.episodes // 4 or 1, True))
+        report(f"customer_support, {agent}, JSONL", *bench_runner(agent, args.episodes, False))
+    report("customer_support, oracle, JSONL + fsync", *bench_runner("oracle", args.episodes // 4 or 1, True))
+    report("workflow, oracle, JSONL", *bench_runner("oracle", args.episodes, False, "workflow"))
+    # every tool call of this world runs a process in a bubblewrap sandbox
+    report("tool_use, oracle, JSONL (sandboxed calls)", *bench_runner("oracle", 2, False, "tool_use"))
     report("gymnasium view, oracle learner (JSON obs)", *bench_gym(args.episodes * 5))
 
 
