@@ -7,6 +7,7 @@ out through the host file system; every path is checked so that neither a reques
 
 from __future__ import annotations
 
+import abc
 import io
 import os
 import shutil
@@ -14,10 +15,11 @@ import signal as _signal
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from trajgym.tools_sandbox.base import LimitHit, Limits, SandboxError, Snapshot
+from trajgym.tools_sandbox.base import LimitHit, Limits, RunResult, Sandbox, SandboxError, Snapshot
 
 NOBODY = 65534
 
@@ -303,3 +305,50 @@ def first_line(text: str | bytes, limit: int = 300) -> str:
 
 def join_words(words: Iterable[str]) -> str:
     return ", ".join(words)
+
+
+class HostWorkspaceSandbox(Sandbox):
+    """A sandbox whose workspace is a host folder (both backends): files go through
+    :class:`HostWorkspace`; a backend implements only ``_run``."""
+
+    workspace: HostWorkspace
+    closed: bool
+    _lock: threading.Lock
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SandboxError("this sandbox is closed; open a new one with open_sandbox()")
+
+    def put_file(self, path: str, data: bytes | str) -> None:
+        self._check_open()
+        self.workspace.put_file(path, data)
+
+    def get_file(self, path: str) -> bytes:
+        self._check_open()
+        return self.workspace.get_file(path)
+
+    def list_files(self) -> list[str]:
+        self._check_open()
+        return self.workspace.list_files()
+
+    def snapshot(self) -> Snapshot:
+        self._check_open()
+        return self.workspace.snapshot()
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self._check_open()
+        self.workspace.restore(snapshot)
+
+    def run(self, command: str | list[str], *, timeout_s: float | None = None,
+            stdin: str | None = None) -> RunResult:
+        self._check_open()
+        argv = command_argv(command)
+        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
+        if timeout <= 0:
+            raise SandboxError(f"timeout_s must be positive, not {timeout}")
+        with self._lock:
+            return self._run(argv, timeout, stdin)
+
+    @abc.abstractmethod
+    def _run(self, argv: list[str], timeout: float, stdin: str | None) -> RunResult:
+        """Run ``argv`` in the workspace, within the limits, for at most ``timeout`` seconds."""

@@ -36,9 +36,9 @@ from typing import Any, Literal
 from trajgym.tools_sandbox._common import (
     SANDBOX_ENV,
     HostWorkspace,
+    HostWorkspaceSandbox,
     OutputCap,
     classify,
-    command_argv,
     make_base_dir,
     remove_tree,
     rlimit_argv,
@@ -46,7 +46,7 @@ from trajgym.tools_sandbox._common import (
     split_status,
     write_etc,
 )
-from trajgym.tools_sandbox.base import Limits, RunResult, Sandbox, SandboxError, Snapshot
+from trajgym.tools_sandbox.base import Limits, RunResult, SandboxError
 
 Mode = Literal["auto", "bwrap", "unshare"]
 
@@ -117,7 +117,7 @@ _PROBED: dict[str, str | None] = {}   # mode -> None if it works, else why not
 _PROBE_LOCK = threading.Lock()
 
 
-class BwrapSandbox(Sandbox):
+class BwrapSandbox(HostWorkspaceSandbox):
     """A workspace whose runs each get fresh namespaces (bubblewrap, or ``unshare`` without it)."""
 
     backend = "bwrap"
@@ -247,41 +247,7 @@ class BwrapSandbox(Sandbox):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise SandboxError("this sandbox is closed; open a new one with open_sandbox()")
-
-    def put_file(self, path: str, data: bytes | str) -> None:
-        self._check_open()
-        self.workspace.put_file(path, data)
-
-    def get_file(self, path: str) -> bytes:
-        self._check_open()
-        return self.workspace.get_file(path)
-
-    def list_files(self) -> list[str]:
-        self._check_open()
-        return self.workspace.list_files()
-
-    def snapshot(self) -> Snapshot:
-        self._check_open()
-        return self.workspace.snapshot()
-
-    def restore(self, snapshot: Snapshot) -> None:
-        self._check_open()
-        self.workspace.restore(snapshot)
-
     # -- runs ----------------------------------------------------------------------------------
-
-    def run(self, command: str | list[str], *, timeout_s: float | None = None,
-            stdin: str | None = None) -> RunResult:
-        self._check_open()
-        argv = command_argv(command)
-        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
-        if timeout <= 0:
-            raise SandboxError(f"timeout_s must be positive, not {timeout}")
-        with self._lock:
-            return self._run(argv, timeout, stdin)
 
     def _run(self, argv: list[str], timeout: float, stdin: str | None) -> RunResult:
         start = time.monotonic()

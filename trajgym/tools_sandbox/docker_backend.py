@@ -52,16 +52,16 @@ from trajgym.tools_sandbox._common import (
     ETC_FILES,
     SANDBOX_ENV,
     HostWorkspace,
+    HostWorkspaceSandbox,
     OutputCap,
     classify,
-    command_argv,
     make_base_dir,
     remove_tree,
     rlimit_argv,
     sandbox_ids,
     split_status,
 )
-from trajgym.tools_sandbox.base import Limits, RunResult, Sandbox, SandboxError, Snapshot
+from trajgym.tools_sandbox.base import Limits, RunResult, SandboxError
 
 IMAGE_REPO = "trajgym-sandbox"
 LABEL = "trajgym.sandbox"
@@ -414,7 +414,7 @@ def _exec_quiet(api: Any, box: Box, argv: list[str]) -> int | None:
     return int(code) if code is not None else None
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(HostWorkspaceSandbox):
     """A workspace in a warm container from the pool; runs are ``docker exec``."""
 
     backend = "docker"
@@ -439,43 +439,9 @@ class DockerSandbox(Sandbox):
             f"{cpus:g} CPU, pids {self.limits.processes}, user {self.box.uid}; host /usr "
             "read-only; rlimits cpu/as/fsize per run; background processes killed after each run")
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise SandboxError("this sandbox is closed; open a new one with open_sandbox()")
-
     # -- files ---------------------------------------------------------------------------------
 
-    def put_file(self, path: str, data: bytes | str) -> None:
-        self._check_open()
-        self.workspace.put_file(path, data)
-
-    def get_file(self, path: str) -> bytes:
-        self._check_open()
-        return self.workspace.get_file(path)
-
-    def list_files(self) -> list[str]:
-        self._check_open()
-        return self.workspace.list_files()
-
-    def snapshot(self) -> Snapshot:
-        self._check_open()
-        return self.workspace.snapshot()
-
-    def restore(self, snapshot: Snapshot) -> None:
-        self._check_open()
-        self.workspace.restore(snapshot)
-
     # -- runs ----------------------------------------------------------------------------------
-
-    def run(self, command: str | list[str], *, timeout_s: float | None = None,
-            stdin: str | None = None) -> RunResult:
-        self._check_open()
-        argv = command_argv(command)
-        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
-        if timeout <= 0:
-            raise SandboxError(f"timeout_s must be positive, not {timeout}")
-        with self._lock:
-            return self._run(argv, timeout, stdin)
 
     def _run(self, argv: list[str], timeout: float, stdin: str | None) -> RunResult:
         api, box = self.api, self.box
