@@ -54,6 +54,12 @@ class ToolCallError(TrajgymError):
         super().__init__(message)
 
 
+class InfraError(TrajgymError):
+    """The infrastructure failed, not the agent: a model server that timed out, answered 5xx or was
+    unreachable after every retry. The episode is recorded as ``infra_error``, kept out of scoring
+    and run again on resume."""
+
+
 class TrajectoryFileError(TrajgymError):
     """A trajectory file that cannot be read: a broken line, an unknown schema version."""
 

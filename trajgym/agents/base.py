@@ -31,6 +31,9 @@ class Agent(abc.ABC):
     kind: ClassVar[str]
     name: str = ""
     model: str | None = None
+    generation: dict[str, Any] | None = None
+    """Set by model agents after each action: token ids, logprobs, sampling settings, usage. The
+    runner copies it into the step record, so trainers need not re-tokenize."""
 
     def __init__(self) -> None:
         self.name = self.name or self.kind
@@ -41,6 +44,13 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def act(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
         """The next action: the JSON of an assistant message (see :mod:`trajgym.envs.actions`)."""
+
+    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
+        """The async form of :meth:`act`, used by batch jobs; model agents override it.
+
+        Raises :class:`trajgym.errors.InfraError` when the model server stays down.
+        """
+        return self.act(messages, info)
 
     def config(self) -> dict[str, Any]:
         """Settings recorded in the trajectory (sampling settings for model agents)."""

@@ -90,6 +90,7 @@ class Episode:
         self.done = False
         self.truncated = False
         self.termination: str | None = None
+        self.infra_error: str | None = None
         self.told: dict[str, int] = {}
         self.violations: list[dict[str, Any]] = []
         self.forbidden_hits: list[dict[str, Any]] = []
@@ -147,8 +148,9 @@ class Episode:
     # ------------------------------------------------------------------------------------------
     # stepping
 
-    def step(self, role: str, action: str) -> dict[str, Any]:
-        """Apply ``role``'s action. Returns the recorded step."""
+    def step(self, role: str, action: str, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply ``role``'s action; ``generation`` is what the model returned with it (token ids,
+        logprobs, sampling settings), kept in the step record. Returns the recorded step."""
         if self.done:
             raise RuntimeError("the episode is over; reset it")
         if role != self.turn_role:
@@ -157,7 +159,8 @@ class Episode:
         observation, _events = self.drain(role)
         step: dict[str, Any] = {
             "turn": self.turn, "role": role, "observation": observation, "action": action,
-            "message": None, "tool_calls": [], "error": None, "wall_time": time.time(),
+            "message": None, "tool_calls": [], "error": None, "generation": generation,
+            "wall_time": time.time(),
         }
         if role == "customer":
             self.customer_turns += 1
@@ -309,6 +312,18 @@ class Episode:
                 "violations": self.violations, "forbidden": self.forbidden_hits,
                 "goal_changed_at": self.goal_changed_at, "final_state": final}
 
+    def abort(self, reason: str) -> None:
+        """End the episode because the infrastructure failed (not the agent): it is recorded with
+        termination ``infra_error`` and must be run again."""
+        if self.done:
+            return
+        self.done, self.termination, self.infra_error = True, "infra_error", reason
+        try:
+            self._outcome = self._evaluate()
+            self._outcome["success"] = False
+        finally:
+            self.close()
+
     def close(self) -> None:
         """Free the world's resources (idempotent); the env views call it on reset and close."""
         self.toolkit.close()
@@ -323,7 +338,7 @@ class Episode:
 
     def rewards(self) -> dict[str, float]:
         """Terminal reward of every role: 1.0 for a successful episode, else 0.0."""
-        if not self.done:
+        if not self.done or self.infra_error is not None:
             return dict.fromkeys(self.roles, 0.0)
         value = 1.0 if self.outcome["success"] else 0.0
         return dict.fromkeys(self.roles, value)

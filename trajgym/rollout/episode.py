@@ -7,6 +7,7 @@ from typing import Any
 
 from trajgym.agents.base import Agent, AgentContext
 from trajgym.envs.core import Episode
+from trajgym.errors import InfraError
 from trajgym.scenario.loader import ScenarioTemplate
 from trajgym.trajectory.store import provenance
 
@@ -25,8 +26,28 @@ def play(episode: Episode, agents: dict[str, Agent]) -> Episode:
     reset_agents(episode, agents)
     while not episode.done:
         role = episode.turn_role
-        action = agents[role].act(episode.peek(role), episode.info(role))
-        episode.step(role, action)
+        agent = agents[role]
+        action = agent.act(episode.peek(role), episode.info(role))
+        episode.step(role, action, agent.generation)
+    return episode
+
+
+async def aplay(episode: Episode, agents: dict[str, Agent]) -> Episode:
+    """Run ``episode`` to its end with the agents' async ``aact``. A model server that stays down
+    (:class:`InfraError`) ends it as ``infra_error``: the steps so far are kept, nothing is scored."""
+    missing = set(episode.roles) - set(agents)
+    if missing:
+        raise ValueError(f"no agent for role(s) {sorted(missing)}")
+    reset_agents(episode, agents)
+    while not episode.done:
+        role = episode.turn_role
+        agent = agents[role]
+        try:
+            action = await agent.aact(episode.peek(role), episode.info(role))
+        except InfraError as exc:
+            episode.abort(f"{role} ({agent.name}): {exc}")
+            break
+        episode.step(role, action, agent.generation)
     return episode
 
 
@@ -50,6 +71,7 @@ def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | 
         "faults": episode.fault_log,
         "final_state": final_state,
         "termination": episode.termination,
+        "infra_error": episode.infra_error,
         "truncated": episode.truncated,
         "rewards": episode.rewards(),
         "outcome": outcome,

@@ -67,6 +67,9 @@ class StepRecord(_M):
     message: str | None = Field(description="chat message delivered to the partner, if any")
     tool_calls: list[ToolCallRecord]
     error: str | None = Field(description="why the action was malformed, if it was")
+    generation: dict[str, Any] | None = Field(
+        default=None, description="what the model returned with the action: token ids, logprobs, sampling settings"
+    )
     wall_time: float = Field(description="wall clock (unix seconds) when the step started")
     wall_ms: float = Field(description="wall time spent in the env on this step")
 
@@ -124,7 +127,10 @@ class Trajectory(_M):
     steps: list[StepRecord]
     faults: list[FaultRecord]
     final_state: dict[str, Any]
-    termination: TerminationReason
+    termination: TerminationReason | Literal["infra_error"]
+    infra_error: str | None = Field(
+        default=None, description="why the infrastructure failed; such episodes are not scored and are run again"
+    )
     truncated: bool
     rewards: dict[str, float]
     outcome: Outcome
