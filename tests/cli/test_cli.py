@@ -24,8 +24,9 @@ def test_rollout_appends_one_line_per_episode(tmp_path: Path, capsys: pytest.Cap
     assert episodes[0].provenance.command and "rollout" in episodes[0].provenance.command
     text = capsys.readouterr().out
     assert "Rollout summary" in text and "refund_damaged_item" in text
-    main(["rollout", "refund_damaged_item", "--agent", "random", "--out", str(out), "--no-progress"])
-    assert len(read(out)) == 7
+    # a second job never appends to the first one's file by accident
+    assert main(["rollout", "refund_damaged_item", "--agent", "random", "--out", str(out), "--no-progress"]) == 1
+    assert len(read(out)) == 6
 
 
 def test_show_renders_an_episode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,12 +7,16 @@ from collections.abc import Callable
 
 from trajgym.agents.base import Agent, AgentContext
 from trajgym.agents.customer import ScriptedCustomer
+from trajgym.agents.llm_customer import LLMCustomer
+from trajgym.agents.openai_agent import OpenAIAgent
 from trajgym.agents.oracle import OracleAgent
 from trajgym.agents.random_agent import RandomAgent
 from trajgym.agents.supervisor import ScriptedSupervisor
 from trajgym.errors import TrajgymError
 
 AGENTS: dict[str, Callable[[], Agent]] = {
+    "llm_customer": LLMCustomer,
+    "openai": OpenAIAgent,
     "oracle": OracleAgent,
     "random": RandomAgent,
     "scripted_customer": ScriptedCustomer,
@@ -37,5 +41,5 @@ def default_agent(role: str) -> Agent:
     return make_agent(DEFAULT_FOR_ROLE[role])
 
 
-__all__ = ["AGENTS", "Agent", "AgentContext", "OracleAgent", "RandomAgent", "ScriptedCustomer",
+__all__ = ["AGENTS", "Agent", "AgentContext", "LLMCustomer", "OpenAIAgent", "OracleAgent", "RandomAgent", "ScriptedCustomer",
            "ScriptedSupervisor", "default_agent", "make_agent"]

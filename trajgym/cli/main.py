@@ -37,11 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rollout", help="play episodes and append their trajectories to a JSONL file")
     r.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                    help="scenario ids, files or folders (default: every built-in scenario)")
-    r.add_argument("--agent", default="oracle", help="who plays support: oracle or random (default oracle)")
-    r.add_argument("--episodes", type=int, default=1, help="variations (seeds) per scenario (default 1)")
-    r.add_argument("--trials", type=int, default=1, help="episodes per variation (default 1)")
-    r.add_argument("--seed", type=int, default=0, help="job seed; episode seeds are derived from it")
-    r.add_argument("--out", required=True, help="JSONL file to append trajectories to")
+    r.add_argument("--job", metavar="JOB.yaml", help="run the job a YAML file declares (scenarios, agents, "
+                   "episodes, trials, seed, concurrency, output, backend)")
+    r.add_argument("--agent", help="who plays support (default oracle)")
+    r.add_argument("--episodes", type=int, help="variations (seeds) per scenario (default 1)")
+    r.add_argument("--trials", type=int, help="episodes per variation (default 1)")
+    r.add_argument("--seed", type=int, help="job seed; episode seeds are derived from it (default 0)")
+    r.add_argument("--concurrency", type=int, help="episodes in flight (default 8)")
+    r.add_argument("--out", help="JSONL file to append trajectories to (required without --job)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the job in --out: skip finished units, rerun missing and infra_error ones")
+    r.add_argument("--backend", choices=["local", "ray"], help="where episodes run (default local)")
+    r.add_argument("--ray-address", help="Ray cluster address for --backend ray (default: a local Ray)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("show", help="print an episode of a trajectory file readably")

@@ -4,40 +4,92 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trajgym.agents import AGENTS
 from trajgym.errors import TrajgymError
-from trajgym.rollout.runner import ScenarioSummary, plan, run
+from trajgym.rollout.jobs import (
+    AgentSpec,
+    Job,
+    JobResult,
+    check_agent,
+    check_output,
+    load_job,
+    run_job,
+)
+from trajgym.rollout.runner import ScenarioSummary
 from trajgym.scenario.catalog import builtin_dir, scenario_files
 from trajgym.scenario.loader import load
 
+JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed")
+"""Flags that a job file declares itself (--out, --concurrency and --backend override it)."""
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    """The job of a command line: from --job, or from the scenarios and flags."""
+    if args.job:
+        given = [f"--{f}" if f != "scenarios" else "SCENARIO_OR_DIR" for f in JOB_FIELDS
+                 if getattr(args, f) not in (None, [])]
+        if given:
+            raise TrajgymError(f"{', '.join(given)} cannot be given with --job (the job file declares them)")
+        job = load_job(args.job)
+    else:
+        if not args.out:
+            raise TrajgymError("--out FILE.jsonl is required (or give a --job file)")
+        agent = args.agent or "oracle"
+        try:
+            check_agent("support", agent)
+        except TrajgymError as exc:
+            raise TrajgymError(f"--agent: {exc}") from None
+        episodes = 1 if args.episodes is None else args.episodes
+        trials = 1 if args.trials is None else args.trials
+        if episodes < 1 or trials < 1:
+            raise TrajgymError("--episodes and --trials must be at least 1")
+        files = scenario_files(args.scenarios or [str(builtin_dir())])
+        job = Job(templates=[load(f) for f in files], agents=AgentSpec.support(agent), episodes=episodes,
+                  trials=trials, seed=args.seed or 0)
+    if args.out:
+        job.output = Path(args.out)
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise TrajgymError("--concurrency must be at least 1")
+        job.concurrency = args.concurrency
+    if args.backend:
+        job.backend = args.backend
+    if args.ray_address:
+        job.ray_address = args.ray_address
+    return job
+
 
 def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
-    if args.agent not in ("oracle", "random"):
-        known = ", ".join(k for k in AGENTS if k in ("oracle", "random"))
-        raise TrajgymError(f"--agent {args.agent!r} cannot play support here (choose: {known})")
-    if args.episodes < 1 or args.trials < 1:
-        raise TrajgymError("--episodes and --trials must be at least 1")
-    files = scenario_files(args.scenarios or [str(builtin_dir())])
-    templates = [load(f) for f in files]
-    units = plan(templates, args.episodes, args.seed, args.trials)
-    stats = {"done": 0, "faults": 0, "malformed": 0, "success": 0, "steps": 0}
+    job = job_from_args(args)
+    units = job.units()
+    check_output(job.output, resume=args.resume)
+    stats = {"done": 0, "faults": 0, "malformed": 0, "success": 0, "steps": 0, "tokens": 0, "infra": 0}
     started = time.perf_counter()
 
     progress = Progress(
         TextColumn("[bold]rollout[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} ep/s  {task.fields[sps]:.0f} steps/s"),
+        TextColumn("{task.fields[rate]:.1f} ep/s  {task.fields[tps]:.0f} tok/s"),
         TextColumn("success {task.fields[success]}  faults {task.fields[faults]}  "
-                   "malformed {task.fields[malformed]}"),
+                   "infra errors {task.fields[infra]}  malformed {task.fields[malformed]}"),
         TimeElapsedColumn(), console=console, disable=args.no_progress,
     )
     with progress:
-        task = progress.add_task("rollout", total=len(units), rate=0.0, sps=0.0, success=0, faults=0, malformed=0)
+        task = progress.add_task("rollout", total=len(units), rate=0.0, tps=0.0, success=0, faults=0,
+                                 malformed=0, infra=0)
+
+        def on_start(result: JobResult, todo: int) -> None:
+            progress.update(task, total=todo)
+            if result.torn is not None:
+                progress.console.print(f"moved a torn last line of {job.output} to {result.torn}", highlight=False)
+            if result.skipped:
+                progress.console.print(f"resuming: {result.skipped} of {len(units)} units already done in "
+                                       f"{job.output}", highlight=False)
 
         def on_episode(traj: dict[str, Any]) -> None:
             stats["done"] += 1
@@ -45,20 +97,45 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
             stats["malformed"] += sum(1 for s in traj["steps"] if s["error"])
             stats["success"] += bool(traj["outcome"]["success"])
             stats["steps"] += len(traj["steps"])
+            stats["tokens"] += completion_tokens(traj)
+            stats["infra"] += traj["termination"] == "infra_error"
             elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rate=stats["done"] / elapsed, sps=stats["steps"] / elapsed,
-                            success=stats["success"], faults=stats["faults"], malformed=stats["malformed"])
+            progress.update(task, advance=1, rate=stats["done"] / elapsed, tps=stats["tokens"] / elapsed,
+                            success=stats["success"], faults=stats["faults"], malformed=stats["malformed"],
+                            infra=stats["infra"])
 
-        summary = run(units, args.out, support=args.agent, command=command, on_episode=on_episode)
-    elapsed = time.perf_counter() - started
-    console.print(summary_table(summary, args.agent))
+        common: dict[str, Any] = {"concurrency": job.concurrency, "resume": args.resume, "command": command,
+                                  "on_episode": on_episode, "on_start": on_start}
+        if job.backend == "ray":
+            from trajgym.rollout.ray_backend import run_job_ray
+
+            result = run_job_ray(units, job.output, job.agents, address=job.ray_address,
+                                 batch_size=job.ray_batch_size, **common)
+        else:
+            result = run_job(units, job.output, job.agents, **common)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    console.print(summary_table(result.summary, job.agents.label()))
+    skipped = f"; {result.skipped} units were already done" if result.skipped else ""
+    infra = f"; {stats['infra']} infra errors (run again with --resume)" if stats["infra"] else ""
     console.print(f"{stats['done']} episodes, {stats['steps']} steps in {elapsed:.2f} s "
-                  f"({stats['done'] / elapsed:.1f} episodes/s); appended to {args.out}", highlight=False)
+                  f"({stats['done'] / elapsed:.1f} episodes/s); appended to {job.output}{skipped}{infra}",
+                  highlight=False)
     return 0
 
 
-def summary_table(summary: dict[str, ScenarioSummary], agent: str) -> Table:
-    table = Table(title=f"Rollout summary (support: {agent})")
+def completion_tokens(traj: dict[str, Any]) -> int:
+    """Tokens the model agents generated in an episode (their servers' reported usage)."""
+    total = 0
+    for step in traj["steps"]:
+        usage = (step.get("generation") or {}).get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        if isinstance(tokens, int):
+            total += tokens
+    return total
+
+
+def summary_table(summary: dict[str, ScenarioSummary], agents: str) -> Table:
+    table = Table(title=f"Rollout summary ({agents})")
     table.add_column("scenario", no_wrap=True, min_width=max((len(s) for s in summary), default=8))
     for col in ("eps", "success", "turns", "calls", "faults", "bad"):
         table.add_column(col, justify="right", no_wrap=True)

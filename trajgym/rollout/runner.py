@@ -11,7 +11,7 @@ from trajgym.agents import Agent, default_agent, make_agent
 from trajgym.rollout.episode import run_episode
 from trajgym.scenario.loader import ScenarioTemplate
 from trajgym.seeding import stable_seed
-from trajgym.trajectory.store import TrajectoryWriter
+from trajgym.trajectory.store import TrajectoryWriter, UnitKey
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class WorkUnit:
     template: ScenarioTemplate
     seed: int
     trial: int = 0
+
+    @property
+    def key(self) -> UnitKey:
+        """The unit's stable key, (scenario_id, seed, trial): the same fields of its trajectory."""
+        return (self.template.id, self.seed, self.trial)
 
 
 def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials: int = 1) -> list[WorkUnit]:

@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -102,6 +103,74 @@ def iter_episodes(path: str | Path, *, validate: bool = True, skip_broken: bool 
                     continue
                 raise TrajectoryFileError(p, n, str(exc).splitlines()[0]) from None
             yield data
+
+
+UnitKey = tuple[str, int, int]
+"""A work unit's stable key: (scenario_id, seed, trial)."""
+
+INFRA_ERROR = "infra_error"
+
+
+def unit_key(trajectory: dict[str, Any]) -> UnitKey:
+    """The key of the work unit an episode played: (scenario_id, seed, trial)."""
+    return (trajectory["scenario_id"], trajectory["seed"], trajectory["trial"])
+
+
+def latest_per_unit(path: str | Path, *, validate: bool = True,
+                    skip_broken: bool = True) -> dict[UnitKey, dict[str, Any]]:
+    """The episode to score for each work unit of a job's output: its latest line that did not end
+    in ``infra_error``, keyed by :func:`unit_key` in the order units first finished. Resumed jobs
+    keep the infra-error lines of units they ran again; a unit with only those is left out. Broken
+    lines (a torn last line after a crash) are skipped with a warning unless ``skip_broken`` is false."""
+    out: dict[UnitKey, dict[str, Any]] = {}
+    for ep in iter_episodes(path, validate=validate, skip_broken=skip_broken):
+        if ep["termination"] != INFRA_ERROR:
+            out[unit_key(ep)] = ep
+    return out
+
+
+def repair_torn_tail(path: str | Path) -> Path | None:
+    """Make a crashed writer's file valid JSONL again: a last line without its newline is moved to
+    ``<file>.torn-<time>`` and cut off (or, if it is a whole episode, just given its newline).
+    Complete lines are never touched. Returns where the torn piece went, or None."""
+    p = Path(path)
+    with p.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return None
+        start, pos = 0, size
+        while pos > 0:  # find the last newline, reading backwards
+            lo = max(0, pos - 65536)
+            fh.seek(lo)
+            i = fh.read(pos - lo).rfind(b"\n")
+            if i >= 0:
+                start = lo + i + 1
+                break
+            pos = lo
+        fh.seek(start)
+        tail = fh.read()
+        try:
+            whole = json.loads(tail)
+        except ValueError:
+            whole = None
+        if isinstance(whole, dict) and whole.get("schema_version") == TRAJECTORY_VERSION:
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            return None
+        aside = p.with_name(f"{p.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        with aside.open("wb") as out:
+            out.write(tail)
+            out.flush()
+            os.fsync(out.fileno())
+        fh.truncate(start)
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.warning("%s: moved a partial last line (%d bytes) to %s", p, len(tail), aside)
+    return aside
 
 
 def read(path: str | Path) -> list[Trajectory]:

@@ -1,0 +1,217 @@
+"""The OpenAI-compatible model agents against a deterministic fake server (tests/fake_openai.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from trajgym.agents import AGENTS, LLMCustomer, OpenAIAgent, ScriptedCustomer, make_agent
+from trajgym.agents.openai_agent import close_client_session
+from trajgym.agents.toolcalls import parse_text_tool_calls
+from trajgym.envs.core import Episode
+from trajgym.errors import InfraError, TrajgymError
+from trajgym.rollout.episode import aplay, to_trajectory
+from trajgym.scenario.loader import ScenarioTemplate
+
+SAMPLING = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 256, "seed": 7}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    srv = FakeOpenAI().start()
+    yield srv
+    srv.stop()
+
+
+def support_agent(srv: FakeOpenAI, **kw: Any) -> OpenAIAgent:
+    kw = {"sampling": SAMPLING, "retries": 3, "backoff_s": 0.01, "timeout_s": 2.0, **kw}
+    return OpenAIAgent(base_url=srv.base_url, model="fake-model", **kw)
+
+
+def play(template: ScenarioTemplate, agents: dict[str, Any], seed: int = 1) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        try:
+            episode = await aplay(Episode.start(template, seed), agents)
+        finally:
+            await close_client_session()
+        traj = to_trajectory(episode, agents)
+        json.dumps(traj)  # the record is JSON
+        return traj
+    return asyncio.run(go())
+
+
+def test_registry_knows_the_model_agents() -> None:
+    assert AGENTS["openai"] is OpenAIAgent and AGENTS["llm_customer"] is LLMCustomer
+    assert isinstance(make_agent("openai"), OpenAIAgent)
+
+
+@pytest.mark.parametrize("tool_format", ["api", "text"])
+def test_full_episode_records_generation(tool_format: str, server: FakeOpenAI,
+                                         templates: dict[str, ScenarioTemplate]) -> None:
+    server.tool_format = tool_format
+    agent = support_agent(server, strict=True, tool_choice="auto")
+    traj = play(templates["refund_damaged_item"], {"support": agent, "customer": ScriptedCustomer()})
+    assert traj["termination"] == "customer_ended"
+    assert traj["outcome"]["success"], traj["outcome"]
+    support_steps = [s for s in traj["steps"] if s["role"] == "support"]
+    assert len(support_steps) == 6 == len(server.requests)
+    for step in support_steps:
+        gen = step["generation"]
+        assert gen["sampling"] == SAMPLING
+        assert gen["prompt_token_ids"] and gen["token_ids"]
+        assert len(gen["logprobs"]) == len(gen["token_ids"])
+        assert gen["usage"]["completion_tokens"] == len(gen["token_ids"])
+        assert gen["finish_reason"] in ("stop", "tool_calls") and gen["latency_ms"] >= 0
+    assert {s["generation"]["tool_call_format"] for s in support_steps} == {None, tool_format}
+    # the request carries the whole history, the tools (strict) and the sampling settings
+    last = server.requests[-1]
+    assert last["temperature"] == 0.6 and last["seed"] == 7 and last["logprobs"] is True
+    assert last["return_token_ids"] is True and last["tool_choice"] == "auto"
+    assert all(t["function"]["strict"] is True for t in last["tools"])
+    roles = [m["role"] for m in last["messages"]]
+    assert roles[0] == "system" and roles.count("tool") == 4 and "assistant" in roles
+    calls = [m for m in last["messages"] if m.get("tool_calls")]
+    tool_ids = {m["tool_call_id"] for m in last["messages"] if m["role"] == "tool"}
+    assert {c["id"] for m in calls for c in m["tool_calls"]} == tool_ids
+    desc = next(a for a in traj["agents"] if a["role"] == "support")
+    assert desc["kind"] == "openai" and desc["config"]["sampling"] == SAMPLING
+    assert desc["model"] == "fake-model"
+
+
+def test_text_tool_call_parsing() -> None:
+    content, calls = parse_text_tool_calls(
+        'Let me check.\n<tool_call>{"name": "get_order", "arguments": {"order_id": "O1"}}</tool_call>\n'
+        '<tool_call>{"name": "find_customer", "arguments": "{\\"email\\": \\"a@b.c\\"}"}</tool_call>')
+    assert content == "Let me check."
+    assert [c["function"]["name"] for c in calls] == ["get_order", "find_customer"]
+    assert json.loads(calls[0]["function"]["arguments"]) == {"order_id": "O1"}
+    assert json.loads(calls[1]["function"]["arguments"]) == {"email": "a@b.c"}
+    assert calls[0]["id"] != calls[1]["id"]
+    content, calls = parse_text_tool_calls('<tool_call>{"name": "x", "arguments": {</tool_call>')
+    assert content is None and calls[0]["function"]["name"] == ""
+    _, calls = parse_text_tool_calls('<tool_call>{"name": "get_order", "arguments": {}}')  # unclosed
+    assert calls[0]["function"]["name"] == "get_order"
+    assert parse_text_tool_calls("no calls here") == ("no calls here", [])
+
+
+def test_malformed_tool_call_is_the_agents_mistake(server: FakeOpenAI,
+                                                   templates: dict[str, ScenarioTemplate]) -> None:
+    server.faults = ["ok", "bad_tool_text"]
+    traj = play(templates["refund_damaged_item"], {"support": support_agent(server),
+                                                   "customer": ScriptedCustomer()})
+    support = [s for s in traj["steps"] if s["role"] == "support"]
+    assert "needs function.name" in support[1]["error"]
+    assert support[1]["generation"]["raw_content"].startswith("<tool_call>")
+    assert traj["termination"] == "customer_ended" and traj["infra_error"] is None
+    # the history shows the model what it said, as text
+    later = server.requests[2]["messages"]
+    assert any(m["role"] == "assistant" and "<tool_call>" in (m["content"] or "") for m in later)
+
+
+def test_transient_faults_are_retried(server: FakeOpenAI, templates: dict[str, ScenarioTemplate]) -> None:
+    server.faults = ["500", "timeout"]
+    agent = support_agent(server, timeout_s=0.3)
+    traj = play(templates["refund_damaged_item"], {"support": agent, "customer": ScriptedCustomer()})
+    assert traj["outcome"]["success"] and traj["infra_error"] is None
+
+
+def test_server_down_mid_episode_is_infra_error(server: FakeOpenAI,
+                                                templates: dict[str, ScenarioTemplate]) -> None:
+    server.fail_after = 2
+    traj = play(templates["refund_damaged_item"], {"support": support_agent(server),
+                                                   "customer": ScriptedCustomer()})
+    assert traj["termination"] == "infra_error"
+    assert "HTTP 503" in traj["infra_error"] and server.base_url in traj["infra_error"]
+    assert traj["rewards"]["support"] == 0.0
+    assert len(server.requests) == 2 + 3  # two answered, then three attempts
+    assert not any(s["error"] for s in traj["steps"])  # nothing charged to the agent
+
+
+def test_connection_refused_is_infra_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = OpenAIAgent(base_url=f"http://127.0.0.1:{port}/v1", model="m", retries=2, backoff_s=0.01)
+    with pytest.raises(InfraError, match=rf"127.0.0.1:{port}.*2 attempt.*last error"):
+        agent.act([{"role": "user", "content": "hi"}], {"tools": []})
+
+
+def test_bad_request_is_a_configuration_error(server: FakeOpenAI) -> None:
+    server.faults = ["400"]
+    agent = support_agent(server)
+    with pytest.raises(TrajgymError, match=r"HTTP 400.*maximum context length") as exc:
+        agent.act([{"role": "user", "content": "hi"}], {"tools": []})
+    assert not isinstance(exc.value, InfraError)
+    assert len(server.requests) == 1  # not retried
+
+
+def test_model_name_from_the_server(server: FakeOpenAI) -> None:
+    agent = OpenAIAgent(base_url=server.base_url, retries=1)
+    agent.act([{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], {"tools": []})
+    assert agent.model == "fake-model" and server.requests[0]["model"] == "fake-model"
+    assert "tools" not in server.requests[0]
+
+
+def test_bad_settings_are_rejected() -> None:
+    with pytest.raises(TrajgymError, match="tool_choice"):
+        OpenAIAgent(tool_choice="always")
+    with pytest.raises(TrajgymError, match="temprature"):
+        OpenAIAgent(sampling={"temprature": 1.0})
+
+
+def test_llm_customer_end_to_end(server: FakeOpenAI, templates: dict[str, ScenarioTemplate]) -> None:
+    customer = LLMCustomer(base_url=server.base_url, model="fake-model", retries=2, backoff_s=0.01)
+    agents = {"support": support_agent(server), "customer": customer}
+    traj = play(templates["refund_damaged_item"], agents)
+    assert traj["termination"] == "customer_ended" and traj["outcome"]["success"], traj["outcome"]
+    cust = [s for s in traj["steps"] if s["role"] == "customer"]
+    assert cust[0]["generation"]["backend"] == "scripted"  # the literal opening
+    assert all(s["generation"]["persona"]["mood"] == "calm" for s in cust)
+    assert cust[-1]["tool_calls"][0]["name"] == "end_conversation"
+    # the customer's view: its own prompt, support as user, itself as assistant; facts only asked
+    creq = [r for r in server.requests if any(t["function"]["name"] == "end_conversation"
+                                              for t in r.get("tools", []))]
+    msgs = creq[0]["messages"]
+    assert msgs[0]["content"] == customer.system_prompt and "say each item only when" in msgs[0]["content"].lower()
+    assert sum(m["role"] == "system" for m in msgs) == 1
+    assert msgs[-1] == {"role": "user", "name": "support", "content": msgs[-1]["content"]}
+    assert any(m["role"] == "assistant" for m in msgs)
+    desc = next(a for a in traj["agents"] if a["role"] == "customer")
+    assert desc["kind"] == "llm_customer" and desc["config"]["persona"]["mood"] == "calm"
+
+
+def test_llm_customer_persona_pool_is_seeded(templates: dict[str, ScenarioTemplate]) -> None:
+    from trajgym.agents.base import AgentContext
+
+    pool = [{"mood": "angry", "expertise": "novice"}, {"mood": "hurried", "language": "de"}]
+    seen = []
+    for seed in range(12):
+        inst = templates["refund_damaged_item"].instantiate(seed)
+        a, b = LLMCustomer(persona_pool=pool), LLMCustomer(persona_pool=pool)
+        for c in (a, b):
+            c.reset(AgentContext("customer", inst, [], seed))
+        assert a.persona == b.persona and a.config()["persona"] == a.persona
+        seen.append(a.persona["mood"])
+        assert a.persona["name"] == inst.spec.customer.persona.name  # type: ignore[union-attr]
+    assert set(seen) == {"angry", "hurried"}
+    c = LLMCustomer(moods=["confused"], languages=["fr"])
+    c.reset(AgentContext("customer", templates["refund_damaged_item"].instantiate(0), [], 0))
+    assert c.persona["mood"] == "confused" and "'fr'" in c.system_prompt
+
+
+@pytest.mark.parametrize("choice", [None, "required"])
+def test_tool_choice_is_configurable(choice: str | None, server: FakeOpenAI) -> None:
+    tools = [{"type": "function", "function": {"name": "get_order", "parameters": {
+        "type": "object", "properties": {}, "additionalProperties": False}}}]
+    agent = support_agent(server, tool_choice=choice)
+    agent.act([{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], {"tools": tools})
+    sent = server.requests[0]
+    assert sent.get("tool_choice") == choice and "strict" not in sent["tools"][0]["function"]
+    assert agent.config()["tool_choice"] == choice and agent.generation is not None
+    assert agent.generation["tool_choice"] == choice

@@ -1,0 +1,134 @@
+"""A customer played by a chat model: the scenario's persona, opening, private facts and goal.
+
+It opens with the scenario's request, reveals a fact only when asked for it, and ends the chat
+with an explicit signal: the ``end_conversation`` tool once it has been told what it wanted to
+hear, or ``request_human`` when it gives up. The persona (name, mood, language, expertise) may be
+drawn from a pool under the episode seed; the persona used is recorded in :meth:`config` and in
+every step's ``generation``, so a job can report its mix.
+
+In the customer's view the support agent's messages arrive as user messages and the customer's
+own as assistant messages; the env's first system message (written for the scenario's own
+persona) is replaced by this agent's prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trajgym.agents.base import AgentContext
+from trajgym.agents.openai_agent import OpenAIAgent
+from trajgym.envs.actions import say
+from trajgym.seeding import rng
+
+MOOD_STYLE = {
+    "calm": "polite and patient",
+    "angry": "annoyed and short-tempered, but you stay on topic",
+    "confused": "unsure of the details and you ask for clarification",
+    "hurried": "in a hurry; you write short messages",
+}
+EXPERTISE_STYLE = {
+    "novice": "You are not comfortable with technology or jargon.",
+    "average": "",
+    "expert": "You know how online shops work and use precise terms.",
+}
+PERSONA_KEYS = ("name", "mood", "language", "expertise")
+
+PROMPT = """You are {name}, a customer chatting with a company's support desk. You are {mood_style}. {expertise_style}
+Write in the language '{language}'. Write only what you would type in the chat, one short message at a time.
+
+Your request: {opening}
+
+What you know. Say each item only when the support agent asks for it, never all at once unprompted:
+{facts}
+
+What you want to hear before you are satisfied:
+{goal}
+
+When your request is handled and you were told what you wanted, call the end_conversation tool.
+If the agent cannot help you after several tries, call the request_human tool.
+Never pretend to be the support agent and never invent facts you were not given."""
+
+
+class LLMCustomer(OpenAIAgent):
+    """The customer role played by a model behind an OpenAI-compatible server.
+
+    Extra args: ``persona_pool`` (a list of persona dicts, one drawn per episode), or ``moods`` /
+    ``languages`` / ``expertise`` (each a list, one drawn per episode and field);
+    ``literal_opening`` (default True) sends the scenario's opening verbatim as the first message
+    when the persona's language is the scenario's, else the model writes it.
+    """
+
+    kind = "llm_customer"
+
+    def __init__(self, *, persona_pool: list[dict[str, Any]] | None = None,
+                 moods: list[str] | None = None, languages: list[str] | None = None,
+                 expertise: list[str] | None = None, literal_opening: bool = True,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("sampling", {"temperature": 0.7})
+        super().__init__(**kwargs)
+        self.persona_pool = [dict(p) for p in persona_pool or []]
+        self.pools = {"mood": list(moods or []), "language": list(languages or []),
+                      "expertise": list(expertise or [])}
+        self.literal_opening = literal_opening
+        self.persona: dict[str, Any] = {}
+        self.opened = False
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        out["persona"] = dict(self.persona)
+        if self.persona_pool:
+            out["persona_pool"] = self.persona_pool
+        out.update({k: v for k, v in self.pools.items() if v})
+        return out
+
+    def draw_persona(self, base: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The scenario's persona with the pool's overrides, drawn under ``seed``."""
+        persona = dict(base)
+        gen = rng(seed, "llm_customer", "persona")
+        if self.persona_pool:
+            pick = self.persona_pool[int(gen.integers(len(self.persona_pool)))]
+            persona.update({k: v for k, v in pick.items() if k in PERSONA_KEYS})
+        for key, options in self.pools.items():
+            if options:
+                persona[key] = options[int(gen.integers(len(options)))]
+        return persona
+
+    def reset(self, ctx: AgentContext) -> None:
+        super().reset(ctx)
+        spec = ctx.instance.spec
+        if spec.customer is None:
+            raise ValueError(f"scenario {spec.id} has no customer section")
+        self.spec = spec.customer
+        base = self.spec.persona.model_dump()
+        self.persona = self.draw_persona(base, ctx.seed)
+        self.persona_changed = self.persona.get("language") != base.get("language")
+        facts = "\n".join(f"- {f.says}" for f in self.spec.facts) or "- (nothing special)"
+        goal = "\n".join(f"- {f.name} (e.g. {' or '.join(f.any_of)})" for f in spec.goal.tell)
+        self.system_prompt = PROMPT.format(
+            name=self.persona["name"], mood_style=MOOD_STYLE.get(self.persona["mood"], self.persona["mood"]),
+            expertise_style=EXPERTISE_STYLE.get(self.persona["expertise"], ""),
+            language=self.persona["language"], opening=self.spec.opening, facts=facts,
+            goal=goal or "- that your request was handled")
+        self.history = [{"role": "system", "content": self.system_prompt}]
+        self.opened = False
+        self.first = True
+
+    def observe(self, messages: list[dict[str, Any]]) -> None:
+        if self.first:  # the env's own instructions assume the scenario's persona: ours replace it
+            self.first = False
+            messages = messages[1:] if messages and messages[0].get("role") == "system" else messages
+        super().observe(messages)
+
+    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
+        self.observe(messages)
+        if not self.opened:
+            self.opened = True
+            if self.literal_opening and not self.persona_changed:
+                self.history.append({"role": "assistant", "content": self.spec.opening})
+                self.generation = {"backend": "scripted", "persona": dict(self.persona),
+                                   "opening": True}
+                return say(self.spec.opening)
+        action = await self.generate(info)
+        if self.generation is not None:
+            self.generation["persona"] = dict(self.persona)
+        return action

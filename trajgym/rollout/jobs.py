@@ -1,0 +1,408 @@
+"""Batch rollout jobs: many work units played concurrently into one append-only JSONL file.
+
+A job is a list of :class:`~trajgym.rollout.runner.WorkUnit` (scenario, seed, trial); each unit's
+key ``(scenario_id, seed, trial)`` is recorded in its trajectory. :func:`run_job` keeps
+``concurrency`` episodes in flight on one asyncio event loop (agents' ``aact`` awaits a model
+server, so its continuous batching stays full) and appends each episode the moment it ends, from the
+loop itself: one writer, one line per episode, flushed and fsynced. A crash loses at most the
+episodes in flight, and ``resume=True`` plays only the units the file does not hold yet (or holds
+only as ``infra_error``), so a job can be killed and resumed any number of times.
+
+A job can also be declared in a YAML file (:func:`load_job`), see ``trajgym rollout --job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
+from trajgym.envs.core import Episode
+from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
+from trajgym.rollout.episode import aplay, to_trajectory
+from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan
+from trajgym.scenario import diagnostics as diag
+from trajgym.scenario.catalog import scenario_files
+from trajgym.scenario.loader import ScenarioTemplate, load
+from trajgym.scenario.yamlfile import EMPTY, load_located
+from trajgym.trajectory.store import (
+    INFRA_ERROR,
+    TrajectoryWriter,
+    UnitKey,
+    iter_episodes,
+    repair_torn_tail,
+    unit_key,
+)
+
+AgentsFactory = Callable[[ScenarioTemplate], dict[str, Agent]]
+"""Fresh agents, one per role, for one episode of a scenario."""
+
+OnEpisode = Callable[[dict[str, Any]], None]
+
+# ---------------------------------------------------------------------------------------------
+# agents
+
+
+@dataclass(frozen=True)
+class AgentChoice:
+    """An agent from the registry by name, built with keyword ``options``."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+ROLE_ONLY = {name: role for role, name in DEFAULT_FOR_ROLE.items() if name.startswith("scripted_")}
+"""Registered agents that simulate one particular role and cannot play another."""
+
+
+def check_agent(role: str, name: str) -> None:
+    """Raise a clear TrajgymError unless agent ``name`` can play ``role``."""
+    if role not in DEFAULT_FOR_ROLE:
+        raise TrajgymError(f"no role '{role}' (roles: {', '.join(DEFAULT_FOR_ROLE)})")
+    if name not in AGENTS:
+        make_agent(name)  # raises: unknown agent, with a suggestion
+    if ROLE_ONLY.get(name, role) != role:
+        players = ", ".join(k for k in sorted(AGENTS) if ROLE_ONLY.get(k, role) == role)
+        raise TrajgymError(f"agent '{name}' cannot play {role} (choose: {players})")
+
+
+def build_agent(choice: AgentChoice) -> Agent:
+    if choice.name not in AGENTS:
+        return make_agent(choice.name)  # raises
+    factory = cast(Callable[..., Agent], AGENTS[choice.name])
+    try:
+        return factory(**dict(choice.options))
+    except TypeError as exc:
+        raise TrajgymError(f"agent '{choice.name}': bad options {dict(choice.options)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Who plays each role: the chosen agents, the default ones for roles left out. Callable as an
+    :data:`AgentsFactory`, and picklable, so remote workers (the Ray backend) can build agents too."""
+
+    roles: Mapping[str, AgentChoice] = field(default_factory=dict)
+
+    @classmethod
+    def support(cls, name: str, **options: Any) -> AgentSpec:
+        return cls({"support": AgentChoice(name, options)})
+
+    def check(self) -> None:
+        for role, choice in self.roles.items():
+            check_agent(role, choice.name)
+
+    def __call__(self, template: ScenarioTemplate) -> dict[str, Agent]:
+        return {role: build_agent(self.roles[role]) if role in self.roles else default_agent(role)
+                for role in template.spec.roles}
+
+    def label(self) -> str:
+        return ", ".join(f"{r}: {c.name}" for r, c in self.roles.items()) or "defaults"
+
+
+# ---------------------------------------------------------------------------------------------
+# the output file
+
+
+@dataclass
+class JobResult:
+    """What one run of a job did."""
+
+    summary: dict[str, ScenarioSummary]
+    ran: int = 0
+    skipped: int = 0
+    """Units the output already held (resume)."""
+    torn: Path | None = None
+    """Where a torn last line of the output was moved (resume after a crash)."""
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (POSIX), so two jobs never append to one file."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrajgymError(f"{path} is being written by another running job") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def finished_units(out: Path, units: list[WorkUnit]) -> set[UnitKey]:
+    """Keys of the units of ``units`` that ``out`` holds with a normal ending. Refuses a file whose
+    episodes of those units were played with another version of the scenario."""
+    hashes = {u.key: u.template.content_hash for u in units}
+    done: set[UnitKey] = set()
+    changed: set[str] = set()
+    for ep in iter_episodes(out, validate=False, skip_broken=True):
+        key = unit_key(ep)
+        if key not in hashes or ep["termination"] == INFRA_ERROR:
+            continue
+        if ep["scenario_hash"] != hashes[key]:
+            changed.add(ep["scenario_id"])
+        done.add(key)
+    if changed:
+        raise TrajgymError(f"{out} holds episodes of another version of scenario(s) "
+                           f"{', '.join(sorted(changed))} (their content hash differs); "
+                           "resume with the same scenario files, or choose another output file")
+    return done
+
+
+def check_output(out: str | Path, *, resume: bool) -> bool:
+    """Whether ``out`` holds anything; without ``resume`` that is an error (jobs never mix)."""
+    p = Path(out)
+    if p.is_dir():
+        raise TrajgymError(f"output {p} is a folder; give a .jsonl file")
+    if not p.exists() or p.stat().st_size == 0:
+        return False
+    if not resume:
+        raise TrajgymError(f"output {p} already holds episodes; pass --resume to continue that job "
+                           "(units already finished are skipped), or choose another output file")
+    return True
+
+
+def prepare_output(out: str | Path, units: list[WorkUnit], *, resume: bool) -> tuple[set[UnitKey], Path | None]:
+    """Check ``out`` before a job appends to it: the keys already finished, and where a torn last
+    line went. Without ``resume`` a non-empty file is an error."""
+    p = Path(out)
+    if not check_output(p, resume=resume):
+        return set(), None
+    torn = repair_torn_tail(p)
+    return finished_units(p, units), torn
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+async def play_unit(unit: WorkUnit, agents_factory: AgentsFactory, *, command: str | None = None) -> dict[str, Any]:
+    """Play one unit with fresh agents; its trajectory record."""
+    agents = agents_factory(unit.template)
+    episode = await aplay(Episode.start(unit.template, unit.seed, trial=unit.trial), agents)
+    try:
+        return to_trajectory(episode, agents, command=command)
+    finally:
+        episode.close()
+
+
+def _unique(units: list[WorkUnit]) -> list[WorkUnit]:
+    seen: set[UnitKey] = set()
+    out = []
+    for u in units:
+        if u.key not in seen:
+            seen.add(u.key)
+            out.append(u)
+    return out
+
+
+async def _in_flight(units: list[WorkUnit], concurrency: int,
+                     play: Callable[[WorkUnit], Any], done: Callable[[Any], None]) -> None:
+    """Run ``play`` over ``units`` with at most ``concurrency`` in flight, calling ``done`` with
+    each result (in the event loop) as soon as it is ready. The first exception cancels the rest."""
+    if not units:
+        return
+    pending = iter(units)
+
+    async def worker() -> None:
+        for unit in pending:  # one shared iterator: each unit is taken once
+            done(await play(unit))
+            await asyncio.sleep(0)  # let the other workers run even if the agents never await
+
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(units)))]
+    try:
+        finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in finished:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _todo(units: list[WorkUnit], out: str | Path, resume: bool) -> tuple[list[WorkUnit], int, Path | None]:
+    units = _unique(units)
+    done, torn = prepare_output(out, units, resume=resume)
+    todo = [u for u in units if u.key not in done]
+    return todo, len(units) - len(todo), torn
+
+
+async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
+                   concurrency: int = 8, resume: bool = False, command: str | None = None,
+                   on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
+                   fsync: bool = True) -> JobResult:
+    """The async form of :func:`run_job`, for callers that already run an event loop."""
+    if concurrency < 1:
+        raise TrajgymError("concurrency must be at least 1")
+    out = Path(out)
+    with _exclusive(out):
+        todo, skipped, torn = _todo(units, out, resume)
+        result = JobResult({}, skipped=skipped, torn=torn)
+        if on_start is not None:
+            on_start(result, len(todo))
+        with TrajectoryWriter(out, fsync=fsync) as writer:
+            def done(traj: dict[str, Any]) -> None:
+                writer.write(traj)
+                result.ran += 1
+                result.summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
+                if on_episode is not None:
+                    on_episode(traj)
+
+            await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command), done)
+    return result
+
+
+def run_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
+            concurrency: int = 8, resume: bool = False, command: str | None = None,
+            on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
+            fsync: bool = True) -> JobResult:
+    """Play ``units`` with ``concurrency`` episodes in flight, appending each to ``out`` as it ends.
+
+    Without ``resume`` a non-empty ``out`` is an error. With it, a torn last line (a crash) is moved
+    aside, units the file holds with a normal ending are skipped, and units that are missing or
+    ended ``infra_error`` are played again (the old infra-error line stays: read the file with
+    :func:`trajgym.trajectory.latest_per_unit`). ``on_start(result, n_to_run)`` is called once the
+    output has been checked, ``on_episode(trajectory)`` after each episode is written.
+    """
+    return asyncio.run(arun_job(units, out, agents_factory, concurrency=concurrency, resume=resume,
+                                command=command, on_episode=on_episode, on_start=on_start, fsync=fsync))
+
+
+# ---------------------------------------------------------------------------------------------
+# job files
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentEntry(_Strict):
+    name: str = Field(description="a registered agent (see trajgym.agents.AGENTS)")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the agent")
+
+
+class RayOptions(_Strict):
+    address: str | None = Field(None, description="Ray cluster address (default: start a local Ray)")
+    batch_size: int = Field(4, ge=1, description="work units per Ray task")
+
+
+class JobFile(_Strict):
+    """A rollout job, as written in a job YAML file."""
+
+    scenarios: list[str] = Field(min_length=1, description="scenario ids, files or folders")
+    agents: dict[str, AgentEntry] = Field(
+        default_factory=dict, description="agent per role: a name, or {name, options}; others play by default")
+    episodes: int = Field(1, ge=1, description="variations (seeds) per scenario")
+    trials: int = Field(1, ge=1, description="episodes per variation")
+    seed: int = Field(0, description="job seed; episode seeds are derived from it")
+    concurrency: int = Field(8, ge=1, description="episodes in flight")
+    output: str = Field(description="JSONL file to append trajectories to")
+    backend: Literal["local", "ray"] = "local"
+    ray: RayOptions = Field(default_factory=RayOptions)
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """``support: oracle`` is short for ``support: {name: oracle}``."""
+        if isinstance(value, dict):
+            return {k: {"name": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class JobFileError(ScenarioError):
+    """A job file is broken. Carries every problem found, each located in the file."""
+
+
+@dataclass
+class Job:
+    """A loaded job: everything needed to run it."""
+
+    templates: list[ScenarioTemplate]
+    agents: AgentSpec
+    episodes: int = 1
+    trials: int = 1
+    seed: int = 0
+    concurrency: int = 8
+    output: Path = Path("rollout.jsonl")
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_batch_size: int = 4
+
+    def units(self) -> list[WorkUnit]:
+        return plan(self.templates, self.episodes, self.seed, self.trials)
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and check a job YAML file. Paths in it (scenario files and folders, the output) are
+    relative to the file's folder; a scenario that is no path there is a built-in id (or a path
+    relative to the working folder). Raises :class:`JobFileError` with located problems."""
+    p = Path(path)
+    filename = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrajgymError(f"cannot read job file {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    empty = ("the job file is empty; a job is a YAML mapping with scenarios, agents, episodes, output, "
+             "...")
+    try:
+        located = load_located(text, filename)
+    except ScenarioError as exc:
+        raise JobFileError([Problem(q.file, q.line, q.col, empty if q.message == EMPTY else q.message)
+                            for q in exc.problems]) from None
+    data = located.data
+    if not isinstance(data, dict):
+        raise JobFileError([located.problem((), f"a job is a YAML mapping of keys to values (scenarios: ..., "
+                                                 f"output: ...), but this file holds {diag.shown(data)}")])
+    try:
+        spec = JobFile.model_validate(data)
+    except ValidationError as exc:
+        raise JobFileError(diag.problems(exc, located, diag.Frame(JobFile))) from None
+    problems: list[Problem] = []
+    roles: dict[str, AgentChoice] = {}
+    for role, entry in spec.agents.items():
+        choice = AgentChoice(entry.name, entry.options)
+        try:
+            check_agent(role, choice.name)
+        except TrajgymError as exc:
+            at = ("agents", role, "name") if role in DEFAULT_FOR_ROLE else ("agents", role)
+            problems.append(located.problem(at, str(exc), key=role not in DEFAULT_FOR_ROLE))
+        roles[role] = choice
+    base = p.parent
+    files: list[Path] = []
+    for i, ref in enumerate(spec.scenarios):
+        local = base / ref
+        try:
+            files += scenario_files([str(local if local.exists() else ref)])
+        except UnknownScenarioError as exc:
+            problems.append(located.problem(("scenarios", i), str(exc)))
+    if problems:
+        raise JobFileError(problems)
+    return Job(templates=[load(f) for f in files], agents=AgentSpec(roles), episodes=spec.episodes,
+               trials=spec.trials, seed=spec.seed, concurrency=spec.concurrency, output=base / spec.output,
+               backend=spec.backend, ray_address=spec.ray.address, ray_batch_size=spec.ray.batch_size)
+
+
+def batches(units: list[WorkUnit], size: int) -> list[list[WorkUnit]]:
+    """``units`` cut into lists of at most ``size``."""
+    n = max(1, size)
+    return [units[i:i + n] for i in range(0, len(units), n)] if units else []
+
+
+def default_batch_size(n_units: int, workers: int) -> int:
+    """Enough batches to keep ``workers`` busy (about four each), at most 16 units a batch."""
+    return max(1, min(16, math.ceil(n_units / max(1, 4 * workers))))
