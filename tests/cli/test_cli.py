@@ -75,3 +75,24 @@ def test_show_reports_a_broken_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     out.write_text("{not json\n")
     assert main(["show", str(out)]) == 1
     assert "broken.jsonl:1:" in capsys.readouterr().err
+
+
+def test_rollout_with_a_model_agent_from_the_command_line(tmp_path: Path) -> None:
+    from fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    try:
+        out = tmp_path / "llm.jsonl"
+        code = main(["rollout", "refund_damaged_item", "--agent", "openai", "--base-url", server.base_url,
+                     "--model", "fake", "--tool-choice", "auto", "--temperature", "0", "--episodes", "2",
+                     "--concurrency", "2", "--out", str(out), "--no-progress"])
+        assert code == 0
+        episodes = read(out)
+        assert len(episodes) == 2 and all(e.outcome.success for e in episodes)
+        support = next(a for a in episodes[0].agents if a.role == "support")
+        assert support.kind == "openai" and support.model == "fake"
+        steps = [s for s in episodes[0].steps if s.role == "support"]
+        assert all(s.generation and s.generation["token_ids"] and s.generation["logprobs"] for s in steps)
+        assert steps[0].generation is not None and steps[0].generation["sampling"]["temperature"] == 0
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from trajgym.errors import TrajgymError
 from trajgym.rollout.jobs import (
+    AgentChoice,
     AgentSpec,
     Job,
     JobResult,
@@ -27,6 +28,31 @@ from trajgym.scenario.loader import load
 
 JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed")
 """Flags that a job file declares itself (--out, --concurrency and --backend override it)."""
+
+
+MODEL_AGENTS = ("openai", "llm_customer")
+
+
+def _model_options(args: argparse.Namespace, agent: str, *, customer: bool = False) -> dict[str, Any]:
+    """Keyword options of a model agent from the command line (nothing for scripted agents)."""
+    if agent not in MODEL_AGENTS:
+        return {}
+    options: dict[str, Any] = {}
+    base_url = (args.customer_base_url if customer else None) or args.base_url
+    model = (args.customer_model if customer else None) or args.model
+    if base_url:
+        options["base_url"] = base_url
+    if model:
+        options["model"] = model
+    if args.tool_choice and not customer:
+        options["tool_choice"] = args.tool_choice
+    if args.strict:
+        options["strict"] = True
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens))
+                if v is not None}
+    if sampling:
+        options["sampling"] = sampling
+    return options
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -50,7 +76,11 @@ def job_from_args(args: argparse.Namespace) -> Job:
         if episodes < 1 or trials < 1:
             raise TrajgymError("--episodes and --trials must be at least 1")
         files = scenario_files(args.scenarios or [str(builtin_dir())])
-        job = Job(templates=[load(f) for f in files], agents=AgentSpec.support(agent), episodes=episodes,
+        roles = {"support": AgentChoice(agent, _model_options(args, agent))}
+        if args.customer:
+            check_agent("customer", args.customer)
+            roles["customer"] = AgentChoice(args.customer, _model_options(args, args.customer, customer=True))
+        job = Job(templates=[load(f) for f in files], agents=AgentSpec(roles), episodes=episodes,
                   trials=trials, seed=args.seed or 0)
     if args.out:
         job.output = Path(args.out)

@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
+from trajgym.agents.openai_agent import close_client_session
 from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
 from trajgym.rollout.episode import aplay, to_trajectory
@@ -233,6 +234,7 @@ async def _in_flight(units: list[WorkUnit], concurrency: int,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await close_client_session()  # the model agents' HTTP session of this event loop
 
 
 def _todo(units: list[WorkUnit], out: str | Path, resume: bool) -> tuple[list[WorkUnit], int, Path | None]:
