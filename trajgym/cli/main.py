@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trajgym._version import __version__
+from trajgym.cli.serve import add_serve_parser
 from trajgym.errors import TrajgymError
 
 # Logs and CI are not terminals: give tables room there instead of rich's default 80 columns.
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--episode", help="episode id (default: the first episode)")
     s.add_argument("--list", action="store_true", help="list the episodes instead")
 
+    add_serve_parser(sub)
+
     sc = sub.add_parser("schema", help="print a JSON Schema")
     sc.add_argument("which", choices=["trajectory", "scenario"])
     return p
@@ -93,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trajgym.cli.show import show
 
             return show(args.file, args.episode, args.list, console)
+        if args.command == "serve":
+            from trajgym.cli.serve import serve
+
+            return serve(args, console)
         if args.command == "schema":
             return _schema(args.which)
     except TrajgymError as exc:

@@ -1,0 +1,126 @@
+"""The real thing: the bundled model converted with transformers, and served by vLLM (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trajgym.serving.convert import MARKER, convert_bundled_model, is_converted
+from trajgym.serving.server import VLLMServer
+
+pytestmark = pytest.mark.slow
+
+STRICT_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather of a city", "strict": True,
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                   "additionalProperties": False}}}]
+
+
+def test_converted_folder_loads_with_transformers_and_generates(converted_model: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert is_converted(converted_model)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", MARKER} <= {
+        p.name for p in converted_model.iterdir()}
+    start = time.monotonic()
+    assert convert_bundled_model(converted_model) == converted_model  # the second call does nothing
+    assert time.monotonic() - start < 1
+    tokenizer = AutoTokenizer.from_pretrained(converted_model)
+    model = AutoModelForCausalLM.from_pretrained(converted_model)
+    assert model.dtype == torch.bfloat16 and model.config.tie_word_embeddings
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                        tools=STRICT_TOOLS, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)
+    prompt = tokenizer.decode(ids["input_ids"][0])
+    assert "<tools>" in prompt and prompt.endswith("<|im_start|>assistant\n")  # the tool-aware template
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    new = out[0, ids["input_ids"].shape[1]:]
+    assert len(new) > 0
+    assert tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+def _chat(server: VLLMServer, **payload: Any) -> Any:
+    return server.post("/v1/chat/completions", {"model": server.served_model_name, "temperature": 0, **payload})
+
+
+# One test function per server: pytest-xdist would start a server in every worker that runs one of them
+# (its loadgroup mode does not group them here). The parts are separate functions, checked in turn.
+
+
+def test_vllm_serves_the_model(vllm_server: VLLMServer, tmp_path: Path) -> None:
+    # one test function, one server: xdist would start a server per worker otherwise
+    _required_tool_choice_returns_a_parseable_tool_call(vllm_server)
+    _a_tool_result_goes_back_in(vllm_server)
+    _logprobs_and_token_ids_come_back(vllm_server)
+    _real_episodes_carry_token_ids_logprobs_and_sampling(vllm_server, tmp_path)
+
+
+def _real_episodes_carry_token_ids_logprobs_and_sampling(server: VLLMServer, tmp_path: Path) -> None:
+    """SmolLM2 plays support (and, in one episode, the customer) through trajgym's own job runner."""
+    from trajgym.cli.main import main
+    from trajgym.trajectory import read
+
+    out = tmp_path / "llm.jsonl"
+    code = main(["rollout", "refund_damaged_item", "order_status_inquiry", "--agent", "openai",
+                 "--base-url", server.base_url, "--tool-choice", "required", "--strict",
+                 "--temperature", "0.7", "--max-tokens", "96", "--customer", "llm_customer",
+                 "--concurrency", "2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    episodes = read(out)
+    assert len(episodes) == 2
+    for ep in episodes:
+        assert ep.termination != "infra_error", ep.infra_error
+        support = next(a for a in ep.agents if a.role == "support")
+        assert support.kind == "openai" and support.model
+        support_steps = [s for s in ep.steps if s.role == "support"]
+        assert support_steps and all(s.generation for s in support_steps)
+        # the LLM customer's opening is the scenario's, word for word: no generation to record there
+        customer_steps = [s for s in ep.steps if s.role == "customer" and s.generation
+                          and "token_ids" in s.generation]
+        for step in support_steps + customer_steps:
+            gen = step.generation
+            assert gen is not None
+            assert gen["prompt_token_ids"] and gen["token_ids"], gen
+            assert len(gen["logprobs"]) == len(gen["token_ids"])
+            assert gen["sampling"]["temperature"] == 0.7 and gen["sampling"]["max_tokens"] == 96
+
+
+def _required_tool_choice_returns_a_parseable_tool_call(server: VLLMServer) -> None:
+    answer = _chat(server, messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                   tools=STRICT_TOOLS, tool_choice="required", max_tokens=64)
+    calls = answer["choices"][0]["message"]["tool_calls"]
+    assert calls and calls[0]["type"] == "function" and calls[0]["function"]["name"] == "get_weather", answer
+    arguments = json.loads(calls[0]["function"]["arguments"])
+    assert set(arguments) == {"city"} and isinstance(arguments["city"], str), answer
+
+
+def _a_tool_result_goes_back_in(server: VLLMServer) -> None:
+    messages = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"},
+    ]
+    answer = _chat(server, messages=messages, tools=STRICT_TOOLS, max_tokens=16, return_token_ids=True)
+    assert answer["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls"), answer
+    # the tools, the earlier tool call and its result are all in the prompt (the stock template drops them)
+    without_tools = _chat(server, messages=messages[:1], max_tokens=1, return_token_ids=True)
+    assert len(answer["prompt_token_ids"]) > len(without_tools["prompt_token_ids"]) + 100
+
+
+def _logprobs_and_token_ids_come_back(server: VLLMServer) -> None:
+    answer = _chat(server, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8,
+                   logprobs=True, return_token_ids=True)
+    choice = answer["choices"][0]
+    prompt_ids, ids = answer["prompt_token_ids"], choice["token_ids"]
+    assert prompt_ids and all(isinstance(i, int) for i in prompt_ids), answer
+    assert prompt_ids[0] == 1  # <|im_start|>: the chat template's system turn
+    logprobs = [entry["logprob"] for entry in choice["logprobs"]["content"]]
+    assert 0 < len(ids) == len(logprobs) <= 8, answer
+    assert all(lp <= 0 for lp in logprobs), answer
