@@ -89,7 +89,8 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         assert ep is not None
         while not ep.done and ep.turn_role != self.learner:
             role = ep.turn_role
-            ep.step(role, self.policies[role].act(ep.peek(role), ep.info(role)))
+            policy = self.policies[role]
+            ep.step(role, policy.act(ep.peek(role), ep.info(role)), policy.generation)
 
     def _observe(self) -> dict[str, str]:
         ep = self.episode

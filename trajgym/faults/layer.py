@@ -81,7 +81,8 @@ class FaultLayer:
         return fault.probability is None or bool(self._rngs[index].random() < fault.probability)
 
     def call(self, tool: str, args: dict[str, Any], turn: int) -> tuple[ToolResult, list[FaultRecord]]:
-        """Call ``tool`` at ``turn``, injecting whatever faults fire."""
+        """Call ``tool`` at ``turn``, injecting whatever faults fire. ``args`` are the call's
+        arguments as :meth:`ToolKit.validate` returned them."""
         if tool not in self.specs:
             return self.toolkit.call(tool, args), []
         call = self._calls[tool] = self._calls.get(tool, 0) + 1
@@ -102,7 +103,7 @@ class FaultLayer:
             elif chosen is None:
                 chosen = (index, fault)
         if chosen is None:
-            result = self.toolkit.call(tool, args)
+            result = self.toolkit.invoke(tool, args)
         else:
             index, fault = chosen
             result, record = self._inject(index, fault, tool, args, turn=turn, call=call)
@@ -134,7 +135,7 @@ class FaultLayer:
             return self._error(fault, kind, tool, args), record
         if kind == "timeout":
             if is_write and fault.applied:
-                real = self.toolkit.call(tool, args)
+                real = self.toolkit.invoke(tool, args)
                 record.applied = real.ok
                 record.detail = {"effect_applied": real.ok}
             result = self._error(fault, kind, tool, args)
@@ -144,11 +145,11 @@ class FaultLayer:
             if self.stale_toolkit is None and self._stale_state is not None:
                 self.stale_toolkit = type(self.toolkit)(self._stale_state())
             kit = self.stale_toolkit or self.toolkit
-            result = kit.call(tool, args)
+            result = kit.invoke(tool, args)
             if result.ok and isinstance(result.content, dict):
                 result.content = {**result.content, "_meta": {"source": "cache", "stale": True}}
             return result, record
-        result = self.toolkit.call(tool, args)
+        result = self.toolkit.invoke(tool, args)
         record.applied = result.applied
         if not result.ok:
             return result, record

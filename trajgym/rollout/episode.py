@@ -12,7 +12,11 @@ from trajgym.scenario.loader import ScenarioTemplate
 from trajgym.trajectory.store import provenance
 
 
-def reset_agents(episode: Episode, agents: dict[str, Agent]) -> None:
+def reset_agents(episode: Episode, agents: dict[str, Agent], *, every_role: bool = False) -> None:
+    """Start the agents on ``episode``; with ``every_role``, each role must have one."""
+    missing = set(episode.roles) - set(agents)
+    if every_role and missing:
+        raise ValueError(f"no agent for role(s) {sorted(missing)}")
     inst = episode.instance
     for role, agent in agents.items():
         agent.reset(AgentContext(role, inst, episode.tool_schemas.get(role, []), inst.seed))
@@ -20,10 +24,7 @@ def reset_agents(episode: Episode, agents: dict[str, Agent]) -> None:
 
 def play(episode: Episode, agents: dict[str, Agent]) -> Episode:
     """Run ``episode`` to its end, each role played by its agent."""
-    missing = set(episode.roles) - set(agents)
-    if missing:
-        raise ValueError(f"no agent for role(s) {sorted(missing)}")
-    reset_agents(episode, agents)
+    reset_agents(episode, agents, every_role=True)
     while not episode.done:
         role = episode.turn_role
         agent = agents[role]
@@ -35,10 +36,7 @@ def play(episode: Episode, agents: dict[str, Agent]) -> Episode:
 async def aplay(episode: Episode, agents: dict[str, Agent]) -> Episode:
     """Run ``episode`` to its end with the agents' async ``aact``. A model server that stays down
     (:class:`InfraError`) ends it as ``infra_error``: the steps so far are kept, nothing is scored."""
-    missing = set(episode.roles) - set(agents)
-    if missing:
-        raise ValueError(f"no agent for role(s) {sorted(missing)}")
-    reset_agents(episode, agents)
+    reset_agents(episode, agents, every_role=True)
     while not episode.done:
         role = episode.turn_role
         agent = agents[role]

@@ -174,6 +174,11 @@ class ToolKit:
         checked = self.validate(name, args)
         if isinstance(checked, ToolResult):
             return checked
+        return self.invoke(name, checked)
+
+    def invoke(self, name: str, checked: dict[str, Any]) -> ToolResult:
+        """Call tool ``name`` with arguments :meth:`validate` already returned (no second
+        validation on the hot path). Never raises: a failing tool is an error result."""
         spec = self._specs[name]
         try:
             content = getattr(self, name)(**checked)
