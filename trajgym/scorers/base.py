@@ -1,0 +1,182 @@
+"""What a scorer is: a small class that reads one trajectory and returns a :class:`ScoreResult`.
+
+Scorers work on trajectory files only (``trajgym.trajectory``), never on a live episode, so a
+dataset can be scored again later with new scorers. A scorer that needs the scenario (the
+reference solution, the goal, the policy parameters) gets it from :class:`ScoringContext`, which
+loads the scenario file the trajectory names and draws the same variables from its seed.
+
+A scorer returns ``None`` when it does not apply to a trajectory (no milestones declared, no fault
+injected, ...); the combined score then ignores it. A scorer never catches its own exceptions to
+score 0: a bug must fail loudly.
+
+Example::
+
+    >>> from trajgym.scorers.base import Scorer, ScoreResult, register
+    >>> @register
+    ... class Short(Scorer):
+    ...     '''1.0 for an episode of at most ``max_turns`` turns.'''
+    ...     name = "short_demo"
+    ...     def __init__(self, max_turns: int = 10) -> None:
+    ...         self.max_turns = max_turns
+    ...     def score(self, traj, ctx):
+    ...         ok = len(traj.steps) <= self.max_turns
+    ...         return ScoreResult(score=1.0 if ok else 0.0, passed=ok)
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trajgym.errors import TrajgymError
+from trajgym.scenario.loader import ScenarioInstance, ScenarioTemplate, load
+from trajgym.trajectory.schema import Trajectory
+
+Blame = Literal["agent", "simulator", "tool", "infrastructure"]
+"""Who caused a failure: the agent under training, the customer simulator (broke character, ended
+early), a tool or injected fault (the task became impossible), or the infrastructure (model server)."""
+
+BLAMES: tuple[Blame, ...] = ("agent", "simulator", "tool", "infrastructure")
+
+
+class ScorerError(TrajgymError):
+    """A scorer was configured or used badly (unknown name, bad option, scenario file missing)."""
+
+
+class Finding(BaseModel):
+    """One located observation of a scorer: a violation, a missed milestone, a useless call..."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="short machine-readable label, e.g. 'violation', 'minefield', 'repeat_call'")
+    message: str
+    turn: int | None = Field(default=None, description="the step (turn) it happened at, if it has one")
+    blame: Blame | None = None
+
+
+class ScoreResult(BaseModel):
+    """What one scorer says about one trajectory. ``score`` is in [0, 1], higher is better."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float = Field(ge=0.0, le=1.0)
+    passed: bool | None = Field(default=None, description="a binary verdict, for scorers that have one")
+    veto: bool = Field(default=False, description="zero the combined score whatever the weights (minefields)")
+    findings: list[Finding] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict, description="scorer-specific numbers and diffs")
+
+
+class Scorer(abc.ABC):
+    """Base of every scorer. Subclasses set ``name`` and implement :meth:`score` (or :meth:`ascore`
+    for scorers that wait on a model server; the pipeline runs those concurrently).
+
+    Options come from the scorer's YAML entry as keyword arguments of ``__init__``: unknown
+    options are errors, never silently ignored.
+    """
+
+    name: ClassVar[str]
+    is_async: ClassVar[bool] = False
+
+    def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
+        raise NotImplementedError(f"scorer {self.name} implements ascore, not score")
+
+    async def ascore(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
+        return self.score(traj, ctx)
+
+    def config(self) -> dict[str, Any]:
+        """The options this scorer runs with, recorded next to its scores."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Free resources (HTTP sessions, models) after a scoring run."""
+
+
+SCORERS: dict[str, type[Scorer]] = {}
+"""The scorer registry: name -> class. Built-in scorers register on ``import trajgym.scorers``."""
+
+T = TypeVar("T", bound=type[Scorer])
+log = logging.getLogger(__name__)
+
+
+def register(cls: T) -> T:
+    """Class decorator: add a scorer to :data:`SCORERS` under its ``name``."""
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} needs a class attribute 'name'")
+    if name in SCORERS and SCORERS[name] is not cls:
+        raise TypeError(f"two scorers named '{name}': {SCORERS[name].__qualname__} and {cls.__qualname__}")
+    SCORERS[name] = cls
+    return cls
+
+
+def get_scorer(name: str) -> type[Scorer]:
+    """The scorer class called ``name``, or an error that lists the known ones."""
+    try:
+        return SCORERS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, SCORERS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ScorerError(f"unknown scorer '{name}'.{hint} Known scorers: {', '.join(sorted(SCORERS))}") from None
+
+
+@dataclass
+class ScoringContext:
+    """Scenario files and instances for the trajectories being scored, loaded once and cached.
+
+    ``scenario_dirs`` are searched (by file name) when a trajectory's ``scenario_path`` does not
+    exist here, e.g. trajectories made on another machine.
+    """
+
+    scenario_dirs: list[Path] = field(default_factory=list)
+    _templates: dict[str, ScenarioTemplate] = field(default_factory=dict, repr=False)
+    _instances: dict[tuple[str, int], ScenarioInstance] = field(default_factory=dict, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Free-form per-run cache for scorers (e.g. reference replays keyed by variation)."""
+
+    def _find(self, traj: Trajectory) -> Path:
+        path = Path(traj.scenario_path)
+        if path.is_file():
+            return path
+        for folder in self.scenario_dirs:
+            hits = sorted(Path(folder).rglob(path.name))
+            if hits:
+                return hits[0]
+        raise ScorerError(
+            f"episode {traj.episode_id}: scenario file {traj.scenario_path} not found; pass the folder that "
+            "holds it with --scenarios DIR"
+        )
+
+    def template(self, traj: Trajectory) -> ScenarioTemplate:
+        """The scenario template the trajectory was played on."""
+        key = traj.scenario_path
+        if key not in self._templates:
+            template = load(self._find(traj))
+            if template.content_hash != traj.scenario_hash:
+                log.warning("scenario %s changed since episode %s was played (hash %s, now %s): scores that "
+                            "replay it may not match what the agent saw", template.path, traj.episode_id,
+                            traj.scenario_hash, template.content_hash)
+            self._templates[key] = template
+        return self._templates[key]
+
+    def instance(self, traj: Trajectory) -> ScenarioInstance:
+        """The scenario instance of the trajectory's seed: same variables, same initial world.
+
+        Shared between scorers: never mutate it; use ``instance.fresh_state()`` for a world to change.
+        """
+        key = (traj.scenario_path, traj.seed)
+        if key not in self._instances:
+            self._instances[key] = self.template(traj).instantiate(traj.seed)
+        return self._instances[key]
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``cache[key]``, computed once with ``make()``."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
