@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trajgym.scorers.base import Blame, ScoreResult
 from trajgym.trajectory.schema import Trajectory
 
-SCORED_VERSION = 1
+SCORED_VERSION: Literal[1] = 1
 
 
 class ScoredTrajectory(BaseModel):
