@@ -21,18 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
 from trajgym.agents.openai_agent import close_client_session
+from trajgym.configfile import load_config
 from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
 from trajgym.rollout.episode import aplay, to_trajectory
 from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan
-from trajgym.scenario import diagnostics as diag
 from trajgym.scenario.catalog import scenario_files
 from trajgym.scenario.loader import ScenarioTemplate, load
-from trajgym.scenario.yamlfile import EMPTY, load_located
 from trajgym.trajectory.store import (
     INFRA_ERROR,
     TrajectoryWriter,
@@ -354,26 +353,8 @@ def load_job(path: str | Path) -> Job:
     relative to the file's folder; a scenario that is no path there is a built-in id (or a path
     relative to the working folder). Raises :class:`JobFileError` with located problems."""
     p = Path(path)
-    filename = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrajgymError(f"cannot read job file {p}: {getattr(exc, 'strerror', None) or exc}") from None
-    empty = ("the job file is empty; a job is a YAML mapping with scenarios, agents, episodes, output, "
-             "...")
-    try:
-        located = load_located(text, filename)
-    except ScenarioError as exc:
-        raise JobFileError([Problem(q.file, q.line, q.col, empty if q.message == EMPTY else q.message)
-                            for q in exc.problems]) from None
-    data = located.data
-    if not isinstance(data, dict):
-        raise JobFileError([located.problem((), f"a job is a YAML mapping of keys to values (scenarios: ..., "
-                                                 f"output: ...), but this file holds {diag.shown(data)}")])
-    try:
-        spec = JobFile.model_validate(data)
-    except ValidationError as exc:
-        raise JobFileError(diag.problems(exc, located, diag.Frame(JobFile))) from None
+    spec, located = load_config(p, JobFile, what="job file", error=JobFileError,
+                                example="scenarios: ..., agents: ..., episodes: ..., output: ...")
     problems: list[Problem] = []
     roles: dict[str, AgentChoice] = {}
     for role, entry in spec.agents.items():
