@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trajgym._version import __version__
+from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
 from trajgym.errors import TrajgymError
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list the episodes instead")
 
     add_serve_parser(sub)
+    add_score_parser(sub)
 
     sc = sub.add_parser("schema", help="print a JSON Schema")
     sc.add_argument("which", choices=["trajectory", "scenario"])
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trajgym.cli.serve import serve
 
             return serve(args, console)
+        if args.command == "score":
+            from trajgym.cli.score import score
+
+            return score(args, console)
         if args.command == "schema":
             return _schema(args.which)
     except TrajgymError as exc:
