@@ -67,3 +67,7 @@ class TrajectoryFileError(TrajgymError):
         self.path = str(path)
         self.line = line
         super().__init__(f"{path}:{line}: {message}")
+
+
+class ReportError(TrajgymError):
+    """A report could not be made: nothing to report on, or the ``report`` extra is missing."""
