@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trajgym._version import __version__
+from trajgym.cli.report import add_report_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
 from trajgym.errors import TrajgymError
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_score_parser(sub)
+    add_report_parser(sub)
 
     sc = sub.add_parser("schema", help="print a JSON Schema")
     sc.add_argument("which", choices=["trajectory", "scenario"])
@@ -106,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trajgym.cli.score import score
 
             return score(args, console)
+        if args.command == "report":
+            from trajgym.cli.report import report
+
+            return report(args, console)
         if args.command == "schema":
             return _schema(args.which)
     except TrajgymError as exc:
