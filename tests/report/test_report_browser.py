@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 HOSTILE = "<img src=x onerror=\"console.error('xss')\"><script>console.error('xss')</script>"
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The chromium binary, or a skip (a failure under TRAJGYM_REQUIRE_CHROMIUM=1)."""
     binary = chromium_binary()
     if binary is None:
         reason = "headless Chromium is not installed: apt-get install chromium (the Debian package)"
@@ -170,9 +172,8 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def test_report_renders_in_headless_chromium(report_html: Path, artifacts_dir: Path) -> None:
-    binary = _chromium()
-    seen = asyncio.run(_drive(binary, report_html, artifacts_dir))
+def test_report_renders_in_headless_chromium(chromium: str, report_html: Path, artifacts_dir: Path) -> None:
+    seen = asyncio.run(_drive(chromium, report_html, artifacts_dir))
     facts = seen["facts"]
 
     assert _problems(seen["events"]) == []
