@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from trajgym.report import pass_hat_k, summarize
-from trajgym.report.aggregate import fault_credits, mean_pass_hat_k
+from trajgym.report import summarize
+from trajgym.report.aggregate import fault_credits
 from trajgym.report.diversity import decision_chain, entropy_bits, simple_diversity
 from trajgym.scorers.base import Blame, Finding, ScoreResult
 from trajgym.scorers.records import ScoredTrajectory
@@ -60,21 +60,6 @@ def rec(t: Trajectory, success: bool | None, *, blame: Blame | None = None, tota
                             excluded=excluded, group=f"{t.scenario_id}@{t.seed}", rank=rank)
 
 
-def test_pass_hat_k_known_values() -> None:
-    assert pass_hat_k(3, 4, 2) == 0.5                 # C(3,2)/C(4,2) = 3/6
-    assert pass_hat_k(3, 4, 3) == 0.25                # 1/4
-    assert pass_hat_k(3, 4, 4) == 0.0
-    assert pass_hat_k(4, 4, 4) == 1.0
-    assert pass_hat_k(0, 3, 1) == 0.0
-    assert pass_hat_k(5, 10, 1) == 0.5                # pass^1 is the success rate
-    for bad in [(1, 2, 3), (1, 2, 0), (3, 2, 1), (-1, 2, 1)]:
-        with pytest.raises(ValueError, match="pass"):
-            pass_hat_k(*bad)
-    # variations with fewer than k trials are left out of the mean, not counted as 0
-    assert mean_pass_hat_k([(3, 4), (2, 2)], 3) == 0.25
-    assert mean_pass_hat_k([(2, 2)], 3) is None
-
-
 def _dataset() -> list[ScoredTrajectory]:
     records = []
     # scenario A, variation 1: 4 trials, 3 successes (the failure blamed on the agent)
@@ -97,18 +82,20 @@ def test_summary_per_scenario_and_overall() -> None:
     a, b = data.scenarios
     assert (a.scenario_id, a.episodes, a.excluded, a.successes, a.variations) == ("A", 6, 0, 5, 2)
     assert a.success_rate == pytest.approx(5 / 6)
-    # pass^k per variation: v1 (3 of 4) and v2 (2 of 2), averaged over the variations with >= k trials
-    assert a.pass_k == pytest.approx({1: (0.75 + 1) / 2, 2: (0.5 + 1) / 2, 3: 0.25, 4: 0.0})
+    # pass^k per variation, v1 (3 of 4: C(3,k)/C(4,k)) and v2 (2 of 2), averaged, for k up to the fewest trials
+    assert a.pass_k == pytest.approx({1: (0.75 + 1) / 2, 2: (0.5 + 1) / 2})
     assert a.mean_total == pytest.approx((0.9 * 3 + 0.2 + 2 * 1.0) / 6)
     assert a.blame == {"agent": 1, "simulator": 0, "tool": 0, "infrastructure": 0, "unattributed": 0}
     assert (b.episodes, b.excluded, b.successes, b.success_rate) == (3, 1, 0, 0.0)
     assert b.pass_k == {1: 0.0, 2: 0.0, 3: 0.0}
-    assert b.blame == {"agent": 0, "simulator": 1, "tool": 1, "infrastructure": 0, "unattributed": 1}
-    # overall: every variation of every scenario
-    assert data.pass_k == pytest.approx({1: (0.75 + 1 + 0) / 3, 2: (0.5 + 1 + 0) / 3, 3: (0.25 + 0) / 2, 4: 0.0})
-    assert data.blame == {"agent": 1, "simulator": 1, "tool": 1, "infrastructure": 0, "unattributed": 1}
+    # the excluded infra_error episode is an infrastructure failure, kept out of the rates
+    assert b.blame == {"agent": 0, "simulator": 1, "tool": 1, "infrastructure": 1, "unattributed": 1}
+    # overall: every variation of every scenario, k up to the fewest trials (2)
+    assert data.pass_k == pytest.approx({1: (0.75 + 1 + 0) / 3, 2: (0.5 + 1 + 0) / 3})
+    assert data.blame == {"agent": 1, "simulator": 1, "tool": 1, "infrastructure": 1, "unattributed": 1}
     assert (len(data.rows), len(data.scored), data.excluded, data.successes) == (10, 9, 1, 5)
     assert data.success_rate == pytest.approx(5 / 9)
+    assert data.mean_total == pytest.approx((0.9 * 3 + 0.2 + 2 * 1.0) / 9)
 
 
 def test_rows_are_ordered_by_scenario_variation_and_rank() -> None:

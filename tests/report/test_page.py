@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hand_scored import rollouts, score_by_hand
+from scored_rollouts import scored_rollouts
 
 from trajgym.cli.main import main
 from trajgym.errors import ReportError
@@ -20,7 +20,7 @@ from trajgym.scorers.records import ScoredTrajectory
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> list[ScoredTrajectory]:
-    return score_by_hand(rollouts(tmp_path_factory.mktemp("rollouts"), episodes=1, trials=2), excluded=1)
+    return scored_rollouts(tmp_path_factory.mktemp("rollouts"), episodes=1, trials=2)
 
 
 def _write(records: list[ScoredTrajectory], path: Path) -> Path:
@@ -79,7 +79,7 @@ def test_report_command(records: list[ScoredTrajectory], tmp_path: Path, capsys:
     assert f"{len(records) + 3} episodes" in said and "5 transcripts" in said and "left out" in said
     page = out.read_text(encoding="utf-8")
     assert str(scored) in page and page.count('<details id="ep-') == 5
-    assert {r.source for r in read_scored([scored])} == {r.source for r in records}
+    assert [r.source for r in read_scored([scored])] == [r.source for r in records]
 
 
 def test_report_command_errors(records: list[ScoredTrajectory], tmp_path: Path,
@@ -93,9 +93,8 @@ def test_report_command_errors(records: list[ScoredTrajectory], tmp_path: Path,
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     out = str(tmp_path / "r.html")
-    cases = [(raw, f"{raw}:1: this is a trajectory, not a scored one: score it first with `trajgym score"),
-             (broken, f"{broken}:2: field total: Input should be a valid number"),
-             (empty, "no scored episodes in"), (tmp_path / "nope.jsonl", "cannot open")]
+    cases = [(raw, f"{raw}:1: not a scored trajectory"), (broken, f"{broken}:2: not a scored trajectory"),
+             (empty, "no scored episodes in"), (tmp_path / "nope.jsonl", "cannot open scored file")]
     for path, message in cases:
         assert main(["report", str(path), "--out", out]) == 1
         err = capsys.readouterr().err

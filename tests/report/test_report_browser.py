@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 from chromium_cdp import Chromium, chromium_binary
-from hand_scored import SCENARIOS, rollouts, score_by_hand
+from scored_rollouts import SCENARIOS, scored_rollouts
 
 from trajgym.report import write_report
-from trajgym.scorers.base import Finding
 from trajgym.scorers.records import ScoredTrajectory
 
 pytestmark = pytest.mark.slow
@@ -43,32 +42,14 @@ def chromium() -> str:
     return binary
 
 
-def _poison(record: ScoredTrajectory) -> ScoredTrajectory:
-    """The record with hostile markup in a message, a tool result and a finding."""
-    traj = record.trajectory
-    steps = list(traj.steps)
-    i = next(i for i, s in enumerate(steps) if s.message is not None)
-    steps[i] = steps[i].model_copy(update={"message": f"hello {HOSTILE}"})
-    j = next(j for j, s in enumerate(steps) if s.tool_calls)
-    call = steps[j].tool_calls[0].model_copy(update={"content": {"note": HOSTILE}})
-    steps[j] = steps[j].model_copy(update={"tool_calls": [call, *steps[j].tool_calls[1:]]})
-    scores = dict(record.scores)
-    outcome = scores["outcome"]
-    assert outcome is not None
-    scores["outcome"] = outcome.model_copy(update={"findings": [
-        *outcome.findings, Finding(kind="note", message=HOSTILE, turn=steps[i].turn)]})
-    return record.model_copy(update={"trajectory": traj.model_copy(update={"steps": steps}), "scores": scores})
-
-
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report_html(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ScoredTrajectory]]:
     folder = tmp_path_factory.mktemp("report")
-    records = score_by_hand(rollouts(folder, episodes=2, trials=2), excluded=1)
-    records[1] = _poison(records[1])
+    records = scored_rollouts(folder, episodes=2, trials=2, hostile=HOSTILE)
     out = folder / "report.html"
-    summary = write_report(records, out, sources=["oracle.jsonl", "random.jsonl"], max_transcripts=len(records) - 3)
+    summary = write_report(records, out, sources=[str(folder / "scored.jsonl")], max_transcripts=len(records) - 3)
     assert summary.left_out == 3
-    return out
+    return out, records
 
 
 # What the page shows, read in the browser.
@@ -172,14 +153,17 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def test_report_renders_in_headless_chromium(chromium: str, report_html: Path, artifacts_dir: Path) -> None:
-    seen = asyncio.run(_drive(chromium, report_html, artifacts_dir))
+def test_report_renders_in_headless_chromium(chromium: str, report_html: tuple[Path, list[ScoredTrajectory]],
+                                             artifacts_dir: Path) -> None:
+    page, records = report_html
+    seen = asyncio.run(_drive(chromium, page, artifacts_dir))
     facts = seen["facts"]
 
     assert _problems(seen["events"]) == []
     assert facts["scenarioRows"] == len(SCENARIOS)
     assert facts["episodeRows"] == len(SCENARIOS) * 2 * 2 * 2      # 2 variations x 2 trials x 2 agents
-    assert facts["scorerRows"] == 4 and facts["faultRows"] >= 2
+    assert facts["scorerRows"] == len({name for r in records for name in r.scores}) >= 4
+    assert facts["faultRows"] >= 2
     assert facts["tables"] >= 6
     plot_ids = {p["id"] for p in facts["plots"]}
     assert {"plot-success", "plot-pass-k", "plot-scores", "plot-blame", "plot-faults", "plot-lengths"} <= plot_ids
@@ -188,9 +172,9 @@ def test_report_renders_in_headless_chromium(chromium: str, report_html: Path, a
     assert facts["transcripts"] == facts["episodeRows"] - 3
     assert facts["links"] == facts["transcripts"] and facts["brokenLinks"] == []
     assert "3 of 48 transcripts were left out" in facts["leftOutNote"]
-    # Hostile text is shown as text (message, tool result, finding), never run as markup.
+    # Hostile text is shown as text (a message, a malformed action, a finding quoting it), never run as markup.
     assert facts["injected"] == 0
-    assert facts["hostileShown"] == 2   # the message and the finding (the tool result is shown as JSON)
+    assert facts["hostileShown"] >= 2
 
     followed = seen["followed"]
     assert followed["hash"] == f"#{seen['target']}"

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trajgym.errors import ReportError
-from trajgym.report.aggregate import DiversityFn, ReportData, mean_pass_hat_k, pass_hat_k, summarize
+from trajgym.report.aggregate import DiversityFn, ReportData, summarize
 from trajgym.report.diversity import simple_diversity
-from trajgym.report.load import iter_scored, read_scored
 from trajgym.report.page import render_page
 from trajgym.report.plots import draw_all
+from trajgym.scorers.pipeline import iter_scored
 from trajgym.scorers.records import ScoredTrajectory
 
 DEFAULT_MAX_TRANSCRIPTS = 1000
@@ -40,6 +40,11 @@ class ReportSummary:
     @property
     def left_out(self) -> int:
         return len(self.data.rows) - self.transcripts
+
+
+def read_scored(paths: Sequence[str | Path]) -> list[ScoredTrajectory]:
+    """Every record of the scored files (``trajgym score`` output), in order."""
+    return [record for path in paths for record in iter_scored(path)]
 
 
 def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym report",
@@ -67,5 +72,5 @@ def write_report(records: Sequence[ScoredTrajectory], out: str | Path, *, title:
     return ReportSummary(path, data, shown, len(page.encode("utf-8")))
 
 
-__all__ = ["DEFAULT_MAX_TRANSCRIPTS", "DiversityFn", "ReportData", "ReportSummary", "build_report", "iter_scored",
-           "mean_pass_hat_k", "pass_hat_k", "read_scored", "simple_diversity", "summarize", "write_report"]
+__all__ = ["DEFAULT_MAX_TRANSCRIPTS", "DiversityFn", "ReportData", "ReportSummary", "build_report", "read_scored",
+           "simple_diversity", "summarize", "write_report"]

@@ -4,10 +4,10 @@ An episode counts as a success when its record says so (the outcome scorer's ver
 the outcome scorer did not judge falls back to the episode's own outcome (the env's verdict).
 Excluded episodes (``infra_error``) are counted as excluded and kept out of every rate.
 
-Example::
-
-    >>> pass_hat_k(successes=3, trials=4, k=2)   # C(3, 2) / C(4, 2)
-    0.5
+pass^k is :func:`trajgym.scorers.rank.pass_hat_k_by_scenario`'s, the numbers ``trajgym score``
+prints: for k up to the fewest trials of any variation, C(successes, k) / C(trials, k) per
+variation, averaged over the variations. Failures are counted by blame; excluded episodes count as
+``infrastructure`` failures (they are kept out of every rate).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from trajgym.report.diversity import simple_diversity
 from trajgym.scorers.base import BLAMES
+from trajgym.scorers.rank import pass_hat_k_by_scenario
 from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
 
@@ -34,32 +35,9 @@ BLAME_KEYS: tuple[str, ...] = (*BLAMES, UNATTRIBUTED)
 RECOVERY_SCORER = "recovery"
 
 
-def pass_hat_k(successes: int, trials: int, k: int) -> float:
-    """pass^k of one scenario variation: the chance that ``k`` of its ``trials`` drawn without
-    replacement all succeed, C(successes, k) / C(trials, k) (tau-bench's estimator).
-
-    NOTE(merge): the one pass^k of the report; dedupe with the scorers' own when both are on main.
-
-    >>> pass_hat_k(2, 2, 2), pass_hat_k(1, 2, 2), pass_hat_k(1, 2, 1)
-    (1.0, 0.0, 0.5)
-    """
-    if not 1 <= k <= trials:
-        raise ValueError(f"pass^k needs 1 <= k <= trials, got k={k}, trials={trials}")
-    if not 0 <= successes <= trials:
-        raise ValueError(f"pass^k needs 0 <= successes <= trials, got successes={successes}, trials={trials}")
-    return math.comb(successes, k) / math.comb(trials, k)
-
-
 def is_success(record: ScoredTrajectory) -> bool:
     """The record's verdict, or the episode's own outcome where no outcome scorer judged it."""
     return record.success if record.success is not None else record.trajectory.outcome.success
-
-
-def mean_pass_hat_k(groups: Sequence[tuple[int, int]], k: int) -> float | None:
-    """pass^k averaged over variations given as (successes, trials); those with fewer than ``k``
-    trials are left out; None when none has ``k``."""
-    values = [pass_hat_k(s, n, k) for s, n in groups if n >= k]
-    return statistics.fmean(values) if values else None
 
 
 @dataclass
@@ -73,10 +51,10 @@ class ScenarioStats:
     successes: int = 0
     variations: int = 0
     pass_k: dict[int, float] = field(default_factory=dict)
-    """k -> pass^k averaged over the variations played at least k times."""
+    """k -> pass^k averaged over the scenario's variations (k up to the fewest trials of one)."""
     mean_total: float | None = None
     blame: dict[str, int] = field(default_factory=dict)
-    """failure cause -> failed episodes (keys of :data:`BLAME_KEYS`)."""
+    """failure cause -> failed or excluded episodes (keys of :data:`BLAME_KEYS`)."""
     first_row: int = 0
     """index in :attr:`ReportData.rows` of the scenario's first episode."""
     diversity: Mapping[str, float] = field(default_factory=dict)
@@ -161,7 +139,7 @@ class ReportData:
     faults: list[FaultStats]
     blame: dict[str, int]
     pass_k: dict[int, float]
-    """k -> pass^k averaged over every variation of every scenario played at least k times."""
+    """k -> pass^k averaged over every variation of every scenario (k up to the fewest trials of one)."""
     diversity: Mapping[str, float]
     sources: list[str] = field(default_factory=list)
 
@@ -255,28 +233,19 @@ def _fault_stats(rows: Sequence[EpisodeRow]) -> list[FaultStats]:
 
 
 def _blame(rows: Sequence[EpisodeRow]) -> dict[str, int]:
+    """Failures by cause; an excluded episode (``infra_error``) is an infrastructure failure."""
     counts = dict.fromkeys(BLAME_KEYS, 0)
     for row in rows:
-        if row.success is False:
+        if row.success is None:
+            counts["infrastructure"] += 1
+        elif not row.success:
             counts[row.record.blame or UNATTRIBUTED] += 1
     return counts
 
 
-def _groups(rows: Sequence[EpisodeRow]) -> list[tuple[int, int]]:
-    """(successes, trials) of each scenario variation among scored rows."""
-    by_group: dict[str, list[bool]] = defaultdict(list)
-    for row in rows:
-        by_group[row.record.group].append(bool(row.success))
-    return [(sum(v), len(v)) for v in by_group.values()]
-
-
-def _pass_k(groups: Sequence[tuple[int, int]]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for k in range(1, max((n for _, n in groups), default=0) + 1):
-        value = mean_pass_hat_k(groups, k)
-        if value is not None:
-            out[k] = value
-    return out
+def _pass_k(rows: Sequence[EpisodeRow]) -> dict[str, dict[int, float]]:
+    """scenario id -> k -> pass^k, from the scored rows."""
+    return pass_hat_k_by_scenario((r.trajectory.scenario_id, r.record.group, bool(r.success)) for r in rows)
 
 
 def summarize(records: Sequence[ScoredTrajectory], *, diversity: DiversityFn = simple_diversity,
@@ -290,19 +259,20 @@ def summarize(records: Sequence[ScoredTrajectory], *, diversity: DiversityFn = s
     by_scenario: dict[str, list[EpisodeRow]] = defaultdict(list)
     for row in rows:
         by_scenario[row.trajectory.scenario_id].append(row)
+    scored_rows = [r for r in rows if r.success is not None]
+    pass_k = _pass_k(scored_rows)
     scenarios = []
     for sid, its in by_scenario.items():
         scored = [r for r in its if r.success is not None]
         totals = [r.record.total for r in scored if r.record.total is not None]
-        groups = _groups(scored)
         scenarios.append(ScenarioStats(
             scenario_id=sid, domain=its[0].trajectory.domain, episodes=len(scored),
             excluded=len(its) - len(scored), successes=sum(1 for r in scored if r.success),
-            variations=len(groups), pass_k=_pass_k(groups),
-            mean_total=statistics.fmean(totals) if totals else None, blame=_blame(scored),
+            variations=len({r.record.group for r in scored}), pass_k=pass_k.get(sid, {}),
+            mean_total=statistics.fmean(totals) if totals else None, blame=_blame(its),
             first_row=its[0].index, diversity=diversity([r.trajectory for r in scored]) if scored else {}))
-    scored_rows = [r for r in rows if r.success is not None]
+    every_variation = pass_hat_k_by_scenario(("", r.record.group, bool(r.success)) for r in scored_rows)
     return ReportData(
         rows=rows, scenarios=scenarios, scorers=_scorer_stats(scored_rows), faults=_fault_stats(scored_rows),
-        blame=_blame(scored_rows), pass_k=_pass_k(_groups(scored_rows)),
+        blame=_blame(rows), pass_k=every_variation.get("", {}),
         diversity=diversity([r.trajectory for r in scored_rows]) if scored_rows else {}, sources=list(sources))

@@ -81,12 +81,13 @@ def _scenarios(data: ReportData, plots: Mapping[str, Plot]) -> Html:
                        _num(chains, NA if chains is None else f"{chains:g}")))
     head = _head("scenario", "domain", "variations", "episodes", "excluded", "success", *(f"pass^{k}" for k in ks),
                  "mean total", "failures by blame", "distinct chains", num_from=2)
-    note = None if max(ks, default=1) > 1 else el(
-        "p", "Each variation was played once: pass^k for k > 1 needs repeated trials (trajgym rollout --trials K).",
+    note = None if all(len(s.pass_k) > 1 for s in data.scenarios if s.episodes) else el(
+        "p", "Some variation was played only once: pass^k for k > 1 needs every variation played k times "
+             "(trajgym rollout --trials K).",
         class_="note")
     return join([note, _table(head, rows, id_="scenario-table"),
                  el("div", _figure(plots.get("success"), "no scored episodes"),
-                    _figure(plots.get("pass-k"), "pass^k needs at least 2 trials per variation"), class_="plots")])
+                    _figure(plots.get("pass-k"), "pass^k needs every variation of a scenario played at least twice"), class_="plots")])
 
 
 def _scores(data: ReportData, plots: Mapping[str, Plot]) -> Html:
@@ -105,8 +106,11 @@ def _blame(data: ReportData, plots: Mapping[str, Plot]) -> Html:
     rows = [el("tr", el("td", key), _num(n, str(n)), _num(n / failures if failures else None,
                                                             pct(n / failures if failures else None)))
             for key, n in data.blame.items()]
-    return join([el("p", f"{failures:,} failed episodes of {len(data.scored):,} scored; "
-                         "simulator-caused failures can be dropped before training."),
+    failed = len(data.scored) - data.successes
+    excluded = (f"; {data.excluded:,} more ended in infra_error, were excluded from scoring and count as "
+                "infrastructure failures" if data.excluded else "")
+    return join([el("p", f"{failed:,} of {len(data.scored):,} scored episodes failed{excluded}. Simulator-caused "
+                         "failures can be dropped before training."),
                  _table(_head("cause", "failures", "share"), rows, id_="blame-table"),
                  _figure(plots.get("blame"), "no failures")])
 

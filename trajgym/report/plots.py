@@ -101,9 +101,11 @@ def success_by_scenario(data: ReportData) -> Plot | None:
 
 def pass_k_curves(data: ReportData) -> Plot | None:
     """pass^k against k: one thin line per scenario, the mean over every variation in bold."""
-    if max(data.pass_k, default=0) < 2:
+    if max((len(s.pass_k) for s in data.scenarios), default=0) < 2:
         return None
     fig = _figure(3.2)
+    from matplotlib.ticker import MaxNLocator
+
     ax = fig.add_subplot()
     for s in data.scenarios:
         if len(s.pass_k) >= 2:
@@ -111,7 +113,7 @@ def pass_k_curves(data: ReportData) -> Plot | None:
             ax.plot(ks, [s.pass_k[k] for k in ks], color=GREY, linewidth=0.8, alpha=0.6)
     ks = sorted(data.pass_k)
     ax.plot(ks, [data.pass_k[k] for k in ks], color="#0072B2", linewidth=2.5, marker="o", label="all variations")
-    ax.set_xticks(ks)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("k (trials that must all succeed)")
     ax.set_ylabel("pass^k")
