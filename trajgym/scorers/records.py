@@ -29,7 +29,7 @@ class ScoredTrajectory(BaseModel):
         description="scorer name -> its result; None where the scorer does not apply to this episode")
     total: float | None = Field(description="weighted combination of the scores in [0, 1]; None when excluded")
     success: bool | None = Field(description="the outcome scorer's verdict; None when excluded or not scored")
-    blame: Blame | None = Field(description="who caused the failure; None for a success or an excluded episode")
+    blame: Blame | None = Field(description="who caused the failure (infrastructure for an infra_error episode); None for a success")
     excluded: str | None = Field(default=None, description="why the episode is kept out of scoring (infra_error)")
     group: str = Field(description="the scenario variation, '<scenario_id>@<seed>': trials of one group are ranked")
     rank: int | None = Field(default=None, description="1 = best of its group; None when excluded")
