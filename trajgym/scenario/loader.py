@@ -22,10 +22,20 @@ from pydantic import BaseModel, ValidationError
 from trajgym.errors import Problem, ScenarioError, UnknownDomainError
 from trajgym.scenario import diagnostics as diag
 from trajgym.scenario import variables as tvars
-from trajgym.scenario.schema import SCHEMA_VERSION, GoalChange, RefAction, Scenario, ToolFault
+from trajgym.scenario.schema import (
+    SCHEMA_VERSION,
+    Checkpoint,
+    Condition,
+    GoalChange,
+    Minefield,
+    RefAction,
+    Scenario,
+    ToolFault,
+)
 from trajgym.scenario.yamlfile import EMPTY, LocatedData, load_located
 from trajgym.seeding import rng
 from trajgym.world.base import Domain
+from trajgym.world.conditions import evaluate
 from trajgym.world.control import ControlTools
 from trajgym.world.registry import get_domain
 
@@ -155,10 +165,55 @@ def _tool_problems(spec: Scenario, domain: Domain[Any, Any], located: LocatedDat
             check_reference(fault.reference, ("faults", i, "reference"))
             if "customer" not in spec.roles:
                 problems.append(located.problem(("faults", i), "customer_goal_change needs role 'customer'"))
+    for where, points in checkpoints(spec):
+        for j, point in enumerate(points):
+            at = (*where, j)
+            if point.call is None:
+                continue
+            if point.call not in all_tools:
+                problems.append(unknown(point.call, (*at, "call"), all_tools))
+                continue
+            if not isinstance(point, Minefield) and point.call not in support_tools and point.call not in meant:
+                problems.append(located.problem((*at, "call"),
+                                                f"milestone calls '{point.call}', which role 'support' may not "
+                                                "call, so no trajectory can pass it; add it under tools.support"))
+            known = all_tools[point.call].args_model.model_fields
+            for arg in point.args:
+                if arg not in known:
+                    close = difflib.get_close_matches(arg, sorted(known), n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else f" (arguments: {', '.join(known) or 'none'})"
+                    problems.append(located.problem((*at, "args", arg),
+                                                    f"unknown argument '{arg}' of {point.call}{hint}", key=True))
     return problems
 
 
-def _goal_problems(spec: Scenario, state: BaseModel, located: LocatedData) -> list[Problem]:
+def checkpoints(spec: Scenario) -> Iterator[tuple[tuple[str | int, ...], list[Checkpoint]]]:
+    """Every list of milestones and minefields of a scenario, with its path in the file."""
+    yield ("milestones",), list(spec.milestones)
+    yield ("minefields",), list(spec.minefields)
+    for i, fault in enumerate(spec.faults):
+        if isinstance(fault, GoalChange):
+            yield ("faults", i, "milestones"), list(fault.milestones or [])
+            yield ("faults", i, "minefields"), list(fault.minefields)
+
+
+def _path_problem(cond: Condition, data: dict[str, Any], path: tuple[str | int, ...], what: str,
+                  located: LocatedData) -> Problem | None:
+    """A condition whose path names a collection or an entity the world does not have."""
+    parts = cond.path.split(".")
+    if parts[0] not in data:
+        close = difflib.get_close_matches(parts[0], sorted(data), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return located.problem(path, f"{what} path '{cond.path}': the world has no '{parts[0]}'{hint}")
+    top = data[parts[0]]
+    if len(parts) > 1 and isinstance(top, dict) and top and parts[1] not in top:
+        return located.problem(path, f"{what} path '{cond.path}': {parts[0]} '{parts[1]}' does not exist "
+                                     f"(defined: {', '.join(sorted(top))})")
+    return None
+
+
+def _goal_problems(spec: Scenario, state: BaseModel, domain: Domain[Any, Any],
+                   located: LocatedData) -> list[Problem]:
     problems = []
     data = state.model_dump(mode="json")
     goals = [(("goal",), spec.goal)] + [
@@ -166,18 +221,27 @@ def _goal_problems(spec: Scenario, state: BaseModel, located: LocatedData) -> li
     ]
     for base, goal in goals:
         for i, cond in enumerate(goal.state):
-            parts = cond.path.split(".")
-            path = (*base, "state", i, "path")
-            if parts[0] not in data:
-                close = difflib.get_close_matches(parts[0], sorted(data), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(located.problem(path, f"goal path '{cond.path}': the world has no '{parts[0]}'{hint}"))
+            found = _path_problem(cond, data, (*base, "state", i, "path"), "goal", located)
+            if found is not None:
+                problems.append(found)
+    for where, points in checkpoints(spec):
+        what = "milestone" if where[-1] == "milestones" else "minefield"
+        for j, point in enumerate(points):
+            if point.state is None:
                 continue
-            top = data[parts[0]]
-            if len(parts) > 1 and isinstance(top, dict) and top and parts[1] not in top:
-                problems.append(located.problem(
-                    path, f"goal path '{cond.path}': {parts[0]} '{parts[1]}' does not exist "
-                          f"(defined: {', '.join(sorted(top))})"))
+            if not domain.live_state:
+                problems.append(located.problem((*where, j, "state"), (
+                    f"a {what} 'state' cannot be checked in domain '{domain.name}': its world lives outside the "
+                    "state model while the episode runs (only the end is recorded); use a 'call' with args, or a "
+                    "goal condition")))
+                continue
+            found = _path_problem(point.state, data, (*where, j, "state", "path"), what, located)
+            if found is not None:
+                problems.append(found)
+            elif what == "minefield" and evaluate(point.state, data)[0]:
+                problems.append(located.problem((*where, j, "state"), (
+                    f"minefield '{point.label()}' already holds in the initial world, so every trajectory "
+                    "would hit it; describe a state the agent must never cause")))
     return problems
 
 
@@ -268,7 +332,7 @@ def _instance_problems(template: ScenarioTemplate) -> list[Problem]:
         else:
             found = [located.problem(("world", *p), f"{diag.dotted(('world', *p))}: {m}")
                      for p, m in template.domain.entity_problems(inst.state)]
-            found += _goal_problems(inst.spec, inst.state, located)
+            found += _goal_problems(inst.spec, inst.state, template.domain, located)
             found += _reference_arg_problems(inst.spec, template.domain, located)
         for problem in found:
             if problem.message not in seen:

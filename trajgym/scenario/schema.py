@@ -9,9 +9,11 @@ filled in (see :mod:`trajgym.scenario.loader`).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]*$"
@@ -39,6 +41,9 @@ ToolFaultKind = Literal[
     "network_error",
 ]
 Pool = Literal["first_name", "last_name", "city", "street", "product", "color", "size"]
+Recovery = Literal["retry", "wait", "verify", "escalate", "tell_customer", "use_fallback"]
+"""What an agent may rightly do about a failed tool call (see :class:`ToolFault` ``recover``)."""
+MATCH_OPERATORS = ("equals", "contains", "regex", "in", "gte", "lte")
 
 
 class Strict(BaseModel):
@@ -160,6 +165,89 @@ class ForbiddenAction(Strict):
     reason: str | None = None
 
 
+class Checkpoint(Strict):
+    """Something observable in a trajectory: exactly one of ``call`` (a tool call by support, which
+    ``args`` narrows), ``tell`` (a support message to the customer containing any of these
+    strings, case-insensitive) or ``state`` (a condition that holds on the world after a step).
+
+    An ``args`` value is matched for equality (numbers within 0.005), or is a mapping with one
+    operator: ``{contains: text}``, ``{regex: pattern}``, ``{in: [values]}``, ``{gte: n}``,
+    ``{lte: n}`` or ``{equals: value}``.
+    """
+
+    name: str | None = Field(default=None, description="how reports name it (default: made from the rest)")
+    call: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    tell: list[str] | None = Field(default=None, min_length=1)
+    state: Condition | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Checkpoint:
+        given = [k for k in ("call", "tell", "state") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'call', 'tell' or 'state' (got {', '.join(given) or 'none'})")
+        if self.args and self.call is None:
+            raise ValueError("'args' goes with 'call'")
+        return self
+
+    @field_validator("args")
+    @classmethod
+    def _matchers(cls, args: dict[str, Any]) -> dict[str, Any]:
+        for arg, matcher in args.items():
+            _check_matcher(arg, matcher)
+        return args
+
+    def label(self) -> str:
+        """A short human name: ``name`` if given, else the call, the text or the condition."""
+        if self.name:
+            return self.name
+        if self.call is not None:
+            shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+            return f"{self.call}({shown})"
+        if self.tell is not None:
+            return "tell " + " / ".join(repr(t) for t in self.tell)
+        assert self.state is not None
+        return f"{self.state.path} {self.state.operator} {getattr(self.state, self.state.operator)!r}"
+
+
+def _check_matcher(arg: str, matcher: Any) -> None:
+    if not isinstance(matcher, dict):
+        return
+    ops = [str(k) for k in matcher]
+    if len(ops) != 1 or ops[0] not in MATCH_OPERATORS:
+        unknown = [op for op in ops if op not in MATCH_OPERATORS]
+        close = difflib.get_close_matches(unknown[0], MATCH_OPERATORS, n=1) if unknown else []
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"the matcher of argument '{arg}' needs exactly one of {', '.join(MATCH_OPERATORS)} "
+                         f"(got {', '.join(ops) or 'none'}){hint}; to match a mapping, write {{equals: ...}}")
+    op, value = ops[0], matcher[ops[0]]
+    if isinstance(value, str) and "${" in value and op != "regex":
+        return  # a template: checked again once the variables are filled in
+    if op == "regex":
+        if not isinstance(value, str):
+            raise ValueError(f"the regex of argument '{arg}' should be text")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"the regex of argument '{arg}' does not compile: {exc}") from None
+    elif op == "contains" and not isinstance(value, str):
+        raise ValueError(f"'contains' of argument '{arg}' should be text")
+    elif op == "in" and not isinstance(value, list):
+        raise ValueError(f"'in' of argument '{arg}' should be a list of values")
+    elif op in ("gte", "lte") and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"'{op}' of argument '{arg}' should be a number")
+
+
+class Milestone(Checkpoint):
+    """A checkpoint a good trajectory passes; milestones are matched in the order they are listed."""
+
+
+class Minefield(Checkpoint):
+    """An action that must never happen: a call, something said, or a state reached."""
+
+    reason: str | None = None
+
+
 class _Trigger(Strict):
     """When a fault fires: the nth call(s), a window of turns, and/or a probability.
 
@@ -200,6 +288,9 @@ class ToolFault(_Trigger):
     retry_after: int = Field(default=2, ge=1)
     applied: bool = False
     message: str | None = None
+    recover: list[Recovery] | None = Field(
+        default=None, min_length=1,
+        description="what the agent may rightly do about it (default: by kind, see trajgym.scorers.recovery)")
 
     @model_validator(mode="after")
     def _outage_needs_window(self) -> ToolFault:
@@ -215,7 +306,8 @@ class GoalChange(_Trigger):
     """The customer changes their mind on their ``at_customer_turn``-th turn (2 = first reply).
 
     ``message`` is what they say; ``goal`` replaces the scenario goal and ``reference`` the rest
-    of the reference solution.
+    of the reference solution; ``milestones`` (if given) replace the scenario's, and ``minefields``
+    are added to the scenario's from the change on.
     """
 
     kind: Literal["customer_goal_change"]
@@ -223,6 +315,8 @@ class GoalChange(_Trigger):
     message: str
     goal: Goal
     reference: list[RefAction] = Field(min_length=1)
+    milestones: list[Milestone] | None = None
+    minefields: list[Minefield] = Field(default_factory=list)
 
 
 Fault = Annotated[ToolFault | GoalChange, Field(discriminator="kind")]
@@ -290,6 +384,8 @@ class Scenario(Strict):
     supervisor: SupervisorSpec | None = None
     goal: Goal
     forbidden: list[ForbiddenAction] = Field(default_factory=list)
+    milestones: list[Milestone] = Field(default_factory=list)
+    minefields: list[Minefield] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     reference: list[RefAction] = Field(min_length=1)

@@ -35,6 +35,11 @@ class PolicyChecker(Generic[S, P]):
     def __init__(self, params: P) -> None:
         self.params = params
 
+    def rules(self) -> list[str]:
+        """The names of the rules this checker checks with its parameters (scorers skip a
+        trajectory whose policy has none)."""
+        return []
+
     def before_call(self, role: str, tool: str, args: dict[str, Any], state: S) -> list[Violation]:
         return []
 
@@ -53,6 +58,10 @@ class Domain(Generic[S, P]):
     policy_params: type[P]
     checker: type[PolicyChecker[S, P]]
     role_instructions: dict[str, str]
+    live_state: bool = True
+    """Whether the state model is the world while an episode runs, so re-running a trajectory's
+    applied tool calls on a fresh state rebuilds every intermediate world. False where the world
+    lives elsewhere (a sandbox) and the state only records it when the episode ends."""
 
     def entity_problems(self, state: S) -> list[tuple[tuple[str | int, ...], str]]:
         """References to entities that do not exist, as (path in ``world``, message)."""

@@ -27,6 +27,7 @@ DOMAIN = Domain(
     policy_params=ToolUsePolicyParams,
     checker=ToolUsePolicyChecker,
     role_instructions=ROLE_INSTRUCTIONS,
+    live_state=False,
 )
 
 __all__ = ["DOMAIN", "ToolUsePolicyChecker", "ToolUsePolicyParams", "ToolUseState", "ToolUseTools"]
