@@ -8,14 +8,13 @@ transfers to a human when a system stays down.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from trajgym.agents.base import Agent, AgentContext, support_messages
 from trajgym.envs.actions import call, say
 from trajgym.scenario.schema import GoalChange, RefAction
 from trajgym.world.control import ControlTools
-from trajgym.world.tools import ToolKit, ToolSpec
+from trajgym.world.tools import ToolKit, ToolSpec, whole_result
 
 HOLD = "Sorry, this is taking longer than expected: something I need is failing. Please bear with me a moment."
 GIVE_UP = ("I'm sorry, a system I need keeps failing and I cannot finish this now. I'm transferring you "
@@ -24,19 +23,7 @@ GIVE_UP = ("I'm sorry, a system I need keeps failing and I cannot finish this no
 
 def _clean(event: dict[str, Any]) -> bool:
     """A successful result that is whole: not cut-off JSON, not from a stale cache, not partial."""
-    content = event.get("content")
-    if not event.get("ok"):
-        return False
-    if isinstance(content, str):  # text is fine (a file's content), unless it is broken JSON
-        if not content.lstrip().startswith(("{", "[")):
-            return True
-        try:
-            json.loads(content)
-        except ValueError:
-            return False
-        return True
-    meta = content.get("_meta") if isinstance(content, dict) else None
-    return not meta
+    return whole_result(bool(event.get("ok")), event.get("content"))
 
 
 class OracleAgent(Agent):

@@ -9,6 +9,7 @@ is tagged ``read`` or ``write``. Calling a tool never raises: bad arguments, a
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import typing
 from collections.abc import Callable
@@ -75,6 +76,22 @@ class ToolResult:
     @classmethod
     def error(cls, error_type: str, message: str, **extra: Any) -> ToolResult:
         return cls(False, {"error": {"type": error_type, "message": message, **extra}}, error_type)
+
+
+def whole_result(ok: bool, content: Any) -> bool:
+    """Whether a tool result succeeded and is whole: not cut-off JSON text, not marked ``_meta``
+    (a stale cache, missing fields) by the fault layer. Text that is not JSON (a file) is whole."""
+    if not ok:
+        return False
+    if isinstance(content, str):
+        if not content.lstrip().startswith(("{", "[")):
+            return True
+        try:
+            json.loads(content)
+        except ValueError:
+            return False
+        return True
+    return not (isinstance(content, dict) and content.get("_meta"))
 
 
 def _strip_titles(schema: Any) -> Any:

@@ -57,6 +57,13 @@ class SupportPolicyChecker(PolicyChecker[SupportState, SupportPolicyParams]):
         super().__init__(params)
         self.verified: set[str] = set()
 
+    def rules(self) -> list[str]:
+        p = self.params
+        return [name for name, on in (("verify_before_changes", p.verify_before_changes), ("refund_window", True),
+                                      ("approval_above", True),
+                                      ("cancel_only_before_shipping", p.cancel_only_before_shipping),
+                                      ("exchange_window", True)) if on]
+
     def _customer_of(self, tool: str, args: dict[str, Any], state: SupportState) -> str | None:
         if tool == "update_customer_address":
             return str(args.get("customer_id"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,17 +36,23 @@ COPIERS = {"cp", "ln", "install"}
 SEGMENT = re.compile(r"&&|\|\||[;|\n]")
 
 
-def shell_targets(command: str) -> set[str]:
-    """Files a shell command may overwrite, move or delete (a static, conservative reading)."""
-    targets: set[str] = set()
+def shell_commands(command: str) -> Iterator[list[str]]:
+    """The words of each simple command of a shell line (split at ``;``, ``|``, ``&&``, ``||``),
+    the program named without its folder."""
     for segment in SEGMENT.split(command):
         try:
             tokens = shlex.split(segment)
         except ValueError:
             tokens = segment.split()
-        if not tokens:
-            continue
-        cmd, args = tokens[0].rsplit("/", 1)[-1], tokens[1:]
+        if tokens:
+            yield [tokens[0].rsplit("/", 1)[-1], *tokens[1:]]
+
+
+def shell_targets(command: str) -> set[str]:
+    """Files a shell command may overwrite, move or delete (a static, conservative reading)."""
+    targets: set[str] = set()
+    for tokens in shell_commands(command):
+        cmd, args = tokens[0], tokens[1:]
         plain = [a for a in args if not a.startswith("-")]
         if cmd in REMOVERS or cmd == "tee" or (cmd == "sed" and any(a.startswith("-i") for a in args)):
             targets.update(plain)
@@ -71,6 +78,9 @@ def python_writes(code: str, path: str) -> bool:
 
 class ToolUsePolicyChecker(PolicyChecker[ToolUseState, ToolUsePolicyParams]):
     """Rule ``protected_files``: the listed input files are never written, moved or deleted."""
+
+    def rules(self) -> list[str]:
+        return ["protected_files"] if self.params.protected else []
 
     def before_call(self, role: str, tool: str, args: dict[str, Any], state: ToolUseState) -> list[Violation]:
         protected = self.params.protected

@@ -33,6 +33,9 @@ class WorkflowPolicyParams(BaseModel):
 class WorkflowPolicyChecker(PolicyChecker[WorkflowState, WorkflowPolicyParams]):
     """Rule ``approval_required``: no step that needs approval runs without an approved request."""
 
+    def rules(self) -> list[str]:
+        return ["approval_required"] if self.params.approvals_required else []
+
     def before_call(self, role: str, tool: str, args: dict[str, Any], state: WorkflowState) -> list[Violation]:
         if tool != "run_step" or not self.params.approvals_required:
             return []
