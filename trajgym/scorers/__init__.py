@@ -1,7 +1,8 @@
 """Scorers: judge, rank and filter trajectories read from trajectory files.
 
 See :mod:`trajgym.scorers.base` for the scorer contract and the registry.
-Importing this package registers the built-in scorers.
+Importing this package registers the built-in scorers: the rule-based ``outcome``, ``milestones``,
+``minefields``, ``policy``, ``recovery`` and ``efficiency``, and ``simulator``.
 """
 
 from trajgym.scorers import blame as blame  # registers 'simulator'
@@ -17,6 +18,12 @@ from trajgym.scorers.base import (
     get_scorer,
     register,
 )
+from trajgym.scorers.efficiency import EfficiencyScorer
+from trajgym.scorers.milestones import MilestonesScorer, MinefieldsScorer
+from trajgym.scorers.outcome import OutcomeScorer
+from trajgym.scorers.policy import PolicyScorer
+from trajgym.scorers.recovery import RecoveryScorer
 
-__all__ = ["BLAMES", "SCORERS", "Blame", "Finding", "ScoreResult", "Scorer", "ScorerError", "ScoringContext",
-           "get_scorer", "register"]
+__all__ = ["BLAMES", "SCORERS", "Blame", "EfficiencyScorer", "Finding", "MilestonesScorer", "MinefieldsScorer",
+           "OutcomeScorer", "PolicyScorer", "RecoveryScorer", "ScoreResult", "Scorer", "ScorerError",
+           "ScoringContext", "get_scorer", "register"]
