@@ -167,3 +167,17 @@ def test_a_goal_no_run_can_reach_is_blamed_on_the_tool(tmp_path: Path) -> None:
     assert blames["condition"] == "tool"
     recovery = scored("recovery", traj, ctx)
     assert [(f.kind, f.blame) for f in recovery.findings if f.kind == "impossible"] == [("impossible", "tool")]
+
+
+def test_a_reference_that_misses_its_goal_without_faults_does_not_shift_the_blame() -> None:
+    # refund_then_exchange: with no change of mind (the agent hands over first), the scripted customer
+    # leaves once it hears the amount offered, so even the reference run misses the refund; no tool
+    # was down, so the failure stays the agent's
+    v = variables("refund_then_exchange")
+    traj = scripted("refund_then_exchange", [
+        call("verify_identity", customer_id="C1", email=v["email"], zip=v["zip"]),
+        call("transfer_to_human", summary="refund request"),
+    ])
+    result = scored("outcome", traj)
+    assert not result.passed and not result.details["reference"]["success"]
+    assert {f.blame for f in result.findings} == {"agent"}

@@ -11,7 +11,7 @@ from scorer_helpers import score, scored, variables
 from trajgym.envs.actions import call, say
 from trajgym.scenario.schema import ToolFault
 from trajgym.scorers.examples import played, scripted
-from trajgym.scorers.recovery import lasts_whole_episode
+from trajgym.scorers.trace import lasts_whole_episode
 
 
 def _faults(result_details: dict) -> list[tuple[str, str | None, dict, float]]:

@@ -33,7 +33,7 @@ from typing import Any
 from trajgym.scenario.schema import Condition
 from trajgym.scorers.base import Blame, Finding, Scorer, ScoreResult, ScoringContext, register
 from trajgym.scorers.reference import reference_run
-from trajgym.scorers.trace import facts_told, goal_view, numbers_equal
+from trajgym.scorers.trace import blocked_for_good, facts_told, goal_view, numbers_equal
 from trajgym.trajectory.schema import Trajectory
 from trajgym.world.conditions import MISSING, evaluate, resolve
 
@@ -85,8 +85,8 @@ class OutcomeScorer(Scorer):
 
     Findings name each unmet condition, fact and ending, with the turn where one applies. Blame is
     ``simulator`` for everything when the customer left before the agent had a turn; ``tool`` for
-    a condition the reference run, under the same faults, cannot meet either; ``infrastructure``
-    for an episode cut by an infrastructure error; else ``agent``.
+    a condition that a tool down for the whole episode keeps the reference run from meeting too;
+    ``infrastructure`` for an episode cut by an infrastructure error; else ``agent``.
     """
 
     name = "outcome"
@@ -105,18 +105,23 @@ class OutcomeScorer(Scorer):
         ref = reference_run(ctx, traj)
         last_turn = traj.steps[-1].turn if traj.steps else None
         early: Blame | None = "simulator" if left_before_support_acted(traj) else None
+        blocked = blocked_for_good(spec)
         findings: list[Finding] = []
         conditions, diff = [], []
-        for cond in goal.state:
+        # the reference run judged the same goal already, unless its goal change fired differently
+        same_goal = ref.goal_changed == (view.change is not None) and len(ref.conditions) == len(goal.state)
+        for i, cond in enumerate(goal.state):
             ok, actual = evaluate(cond, traj.final_state)
-            ref_ok = evaluate(cond, ref.final_state)[0]
+            ref_ok = bool(ref.conditions[i]["ok"]) if same_goal else evaluate(cond, ref.final_state)[0]
             expected = getattr(cond, cond.operator)
             conditions.append({"path": cond.path, "operator": cond.operator, "expected": expected,
                                "actual": actual, "ok": ok, "reference_ok": ref_ok})
             if not ok:
-                findings.append(Finding(kind="condition", turn=last_turn, blame=early or ("agent" if ref_ok else "tool"),
+                impossible = not ref_ok and blocked
+                findings.append(Finding(kind="condition", turn=last_turn, blame=early or ("tool" if impossible else "agent"),
                                         message=f"{cond.path} should be {cond.operator} {expected!r}, is {actual!r}"
-                                        + ("" if ref_ok else " (the reference run cannot meet it either)")))
+                                        + (" (a tool that is down for the whole episode keeps the reference run from "
+                                           "it too)" if impossible else "")))
             if ref_ok:
                 diff += structural_diff(compared(cond, ref.final_state), compared(cond, traj.final_state), cond.path)
         told = facts_told(traj, view)

@@ -118,8 +118,12 @@ class PolicyScorer(Scorer):
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
         tr = trace(ctx, traj)
-        world = ctx.instance(traj).state.model_dump(mode="json")
-        extra = [(rule, check) for rule, applies, check in TRAJECTORY_RULES.get(traj.domain, []) if applies(world)]
+        extra: list[tuple[str, Callable[[Trajectory, dict[str, Any]], list[ViolationRecord]]]] = []
+        world: dict[str, Any] = {}
+        if traj.domain in TRAJECTORY_RULES:
+            world = ctx.memo(f"rules.world\0{traj.scenario_path}\0{traj.seed}",
+                             lambda: ctx.instance(traj).state.model_dump(mode="json"))
+            extra = [(rule, check) for rule, applies, check in TRAJECTORY_RULES[traj.domain] if applies(world)]
         rules = [*tr.rules, *(rule for rule, _ in extra)]
         if not rules:
             return None

@@ -48,11 +48,13 @@ from typing import Any
 from trajgym.scenario.schema import GoalChange, Recovery, RefAction, Scenario, ToolFault
 from trajgym.scorers.base import Finding, Scorer, ScoreResult, ScoringContext, register
 from trajgym.scorers.trace import (
+    ERROR_KINDS,
     CallRef,
     args_match,
     call_matchers,
     calls,
     identity,
+    lasts_whole_episode,
     mentions,
     messages,
     reference_actions,
@@ -60,9 +62,6 @@ from trajgym.scorers.trace import (
 from trajgym.trajectory.schema import Trajectory
 from trajgym.world.control import ENDINGS, ControlTools
 from trajgym.world.tools import ToolSpec
-
-ERROR_KINDS = ("service_unavailable", "internal_error", "not_found", "outage", "permission_denied", "disk_full",
-               "command_not_found", "network_error")
 
 DEFAULT_RECOVERY: dict[str, tuple[Recovery, ...]] = {
     **dict.fromkeys(ERROR_KINDS, ("retry", "use_fallback", "escalate")),
@@ -79,14 +78,6 @@ ESCALATIONS = frozenset({"transfer_to_human", "create_ticket", "escalate_ticket"
 TROUBLE_WORDS = ("sorry", "problem", "issue", "error", "down", "unavailable", "failing", "failed", "trouble",
                  "bear with", "moment", "delay", "not working", "can't", "cannot", "couldn't", "unable",
                  "outage", "try again")
-
-
-def lasts_whole_episode(fault: ToolFault, max_turns: int) -> bool:
-    """Whether ``fault`` fails its calls on every turn an agent could make them: no retry can pass."""
-    failing = fault.kind in ERROR_KINDS or (fault.kind == "timeout" and not fault.applied)
-    always = fault.nth_call is None and (fault.probability is None or fault.probability >= 1.0)
-    window = fault.turns is None or (fault.turns[0] <= 1 and fault.turns[1] >= max_turns - 1)
-    return failing and always and window
 
 
 def _fallback_of(spec: Scenario, call: CallRef) -> list[RefAction] | None:

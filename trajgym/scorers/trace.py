@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from trajgym.scenario.schema import Checkpoint, Goal, GoalChange, RefAction, Scenario
+from trajgym.scenario.schema import Checkpoint, Goal, GoalChange, RefAction, Scenario, ToolFault
 from trajgym.scorers.base import ScoringContext
 from trajgym.trajectory.schema import ToolCallRecord, Trajectory, ViolationRecord
 from trajgym.world.conditions import evaluate
@@ -154,6 +154,24 @@ def reference_actions(spec: Scenario) -> Iterator[RefAction]:
 def in_reference(c: CallRef, spec: Scenario) -> bool:
     """Whether some reference action makes this call (its identifying arguments agree)."""
     return any(a.call == c.name and args_match(call_matchers(a), c.args) for a in reference_actions(spec))
+
+
+ERROR_KINDS = ("service_unavailable", "internal_error", "not_found", "outage", "permission_denied", "disk_full",
+               "command_not_found", "network_error")
+"""Fault kinds whose calls fail with an error result (the tool does not run)."""
+
+
+def lasts_whole_episode(fault: ToolFault, max_turns: int) -> bool:
+    """Whether ``fault`` fails its calls on every turn an agent could make them: no retry can pass."""
+    failing = fault.kind in ERROR_KINDS or (fault.kind == "timeout" and not fault.applied)
+    always = fault.nth_call is None and (fault.probability is None or fault.probability >= 1.0)
+    window = fault.turns is None or (fault.turns[0] <= 1 and fault.turns[1] >= max_turns - 1)
+    return failing and always and window
+
+
+def blocked_for_good(spec: Scenario) -> bool:
+    """Whether some tool fault of ``spec`` fails its calls for the whole episode."""
+    return any(isinstance(f, ToolFault) and lasts_whole_episode(f, spec.limits.max_turns) for f in spec.faults)
 
 
 # ---------------------------------------------------------------------------------------------
