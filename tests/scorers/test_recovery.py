@@ -114,10 +114,11 @@ def test_stale_data_must_be_read_again_before_acting() -> None:
     assert scored("recovery", trusting).score == 0.0
 
 
-def test_an_outage_for_the_whole_episode_is_blamed_on_the_tool() -> None:
+def test_an_outage_for_the_whole_episode_that_the_goal_allows_for() -> None:
+    # order_system_outage: the order system never answers; handing the case over is the goal
     result = scored("recovery", played("order_system_outage"))
     assert result.passed and _faults(result.details) == [("outage", "get_order", {"escalate": 14}, 1.0)]
-    assert [(f.kind, f.blame) for f in result.findings] == [("impossible", "tool")]
+    assert [(f.kind, f.blame) for f in result.findings] == [("permanent_fault", None)]
     fault = ToolFault(kind="outage", tool="get_order", turns=(0, 200))
     assert lasts_whole_episode(fault, 40)
     assert not lasts_whole_episode(ToolFault(kind="outage", tool="get_order", turns=(0, 4)), 40)

@@ -9,7 +9,8 @@ Rules the written policy states but the live checker does not enforce are checke
 - workflow, ``deadline``: a step finished after its ``deadline_turn`` (the system marks it late);
 - tool use, ``no_network``: a shell command or a Python program that reaches for the network.
 
-Each violation is a finding at the turn of the call that broke the rule. The score is
+Each violation is a finding at the turn of the call that broke the rule, blamed on the agent (on
+the simulator when a simulated role, such as the supervisor, broke it). The score is
 ``1 - per_violation * violations`` (at least 0); ``passed`` means no violation. None when the
 scenario's policy has no checkable rule. ``details["recorded"]`` keeps what the env recorded, and
 ``details["consistent"]`` says whether the checker's share of the re-derivation agrees with it.
@@ -137,8 +138,8 @@ class PolicyScorer(Scorer):
             return v.turn, v.tool, v.rule
 
         consistent = Counter(map(key, tr.violations)) == Counter(map(key, recorded))
-        findings = [Finding(kind="violation", turn=v.turn, blame="agent", message=f"{v.rule}: {v.message}")
-                    for v in violations]
+        findings = [Finding(kind="violation", turn=v.turn, blame="agent" if v.role == "support" else "simulator",
+                            message=f"{v.rule}: {v.message}") for v in violations]
         score = max(0.0, 1.0 - self.per_violation * len(violations))
         details = {"rules": rules, "violations": [v.model_dump() for v in violations],
                    "recorded": [v.model_dump() for v in recorded], "consistent": consistent}

@@ -25,9 +25,13 @@ A fault is credited 1 when one acceptable response happened and nothing harmful 
 write whose timeout applied), else 0. For a ``customer_goal_change`` the response is following the
 change: every write of the new reference made after it, and no write of the abandoned plan. Each
 distinct call a fault hit is credited on its own (a fault on every tool can hit several); the score
-is the mean credit; ``passed`` when all are credited. A fault that lasts the
-whole episode (no ``nth_call``, no probability, a ``turns`` window covering every turn) made its
-call impossible: its ``impossible`` finding carries blame ``tool``.
+is the mean credit; ``passed`` when all are credited.
+
+A fault that lasts the whole episode (no ``nth_call``, no probability, a ``turns`` window covering
+every turn) makes its call impossible. When it makes the task impossible too (the reference run,
+under the same faults, misses its goal), its ``impossible`` finding carries blame ``tool``; when the
+scenario's goal allows for it (hand the case over, undo the steps), a ``permanent_fault`` finding
+without blame only notes it.
 
 Example::
 
@@ -45,10 +49,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trajgym.faults.layer import ERROR_KINDS
 from trajgym.scenario.schema import GoalChange, Recovery, RefAction, Scenario, ToolFault
 from trajgym.scorers.base import Finding, Scorer, ScoreResult, ScoringContext, register
+from trajgym.scorers.reference import reference_run
 from trajgym.scorers.trace import (
-    ERROR_KINDS,
     CallRef,
     args_match,
     call_matchers,
@@ -215,6 +220,16 @@ def _goal_change(index: int, change: GoalChange, at: int, traj: Trajectory, *, s
             "harm": harm, "permanent": False, "credit": 1.0 if followed and harm is None else 0.0}
 
 
+def _permanent(index: int, fault: ToolFault, first: CallRef, *, possible: bool) -> Finding:
+    """A fault that fails a call for the whole episode: the tool's doing when it made the task
+    impossible (the reference run fails too), a fact the scenario allows for otherwise."""
+    what = f"fault {index} ({fault.kind} on {first.name}) lasts the whole episode: that call can never succeed"
+    if possible:
+        return Finding(kind="permanent_fault", turn=first.turn, message=f"{what}; the scenario's goal allows for it")
+    return Finding(kind="impossible", turn=first.turn, blame="tool",
+                   message=f"{what}, and the task with it: the reference run fails too")
+
+
 @register
 class RecoveryScorer(Scorer):
     """Mean credit over the faults that fired; None when none did (or only latency)."""
@@ -249,9 +264,7 @@ class RecoveryScorer(Scorer):
                                 "observed": observed, "harm": harm, "permanent": permanent,
                                 "credit": 1.0 if observed and harm is None else 0.0})
                 if permanent:
-                    findings.append(Finding(kind="impossible", turn=inc.first.turn, blame="tool", message=(
-                        f"fault {index} ({fault.kind} on {inc.first.name}) lasts the whole episode: that call can "
-                        "never succeed")))
+                    findings.append(_permanent(index, fault, inc.first, possible=reference_run(ctx, traj).success))
         if not results:
             return None
         for r in results:

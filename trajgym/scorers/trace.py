@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from trajgym.faults.layer import ERROR_KINDS
 from trajgym.scenario.schema import Checkpoint, Goal, GoalChange, RefAction, Scenario, ToolFault
 from trajgym.scorers.base import ScoringContext
 from trajgym.trajectory.schema import ToolCallRecord, Trajectory, ViolationRecord
@@ -154,11 +155,6 @@ def reference_actions(spec: Scenario) -> Iterator[RefAction]:
 def in_reference(c: CallRef, spec: Scenario) -> bool:
     """Whether some reference action makes this call (its identifying arguments agree)."""
     return any(a.call == c.name and args_match(call_matchers(a), c.args) for a in reference_actions(spec))
-
-
-ERROR_KINDS = ("service_unavailable", "internal_error", "not_found", "outage", "permission_denied", "disk_full",
-               "command_not_found", "network_error")
-"""Fault kinds whose calls fail with an error result (the tool does not run)."""
 
 
 def lasts_whole_episode(fault: ToolFault, max_turns: int) -> bool:
