@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from trajgym.scenario.schema import Checkpoint, Minefield
+from trajgym.scenario.schema import Checkpoint, GoalChange, Minefield
 from trajgym.scorers.base import Finding, Scorer, ScoreResult, ScoringContext, register
 from trajgym.scorers.trace import Position, Trace, checkpoint_positions, goal_view, trace
 from trajgym.trajectory.schema import Trajectory
@@ -81,6 +81,9 @@ class MilestonesScorer(Scorer):
     name = "milestones"
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
+        declared = ctx.template(traj).spec  # cheap: no variables drawn for a scenario without milestones
+        if not declared.milestones and not any(isinstance(f, GoalChange) and f.milestones for f in declared.faults):
+            return None
         spec = ctx.instance(traj).spec
         view = goal_view(traj, spec)
         points = list(spec.milestones)
@@ -121,6 +124,10 @@ class MinefieldsScorer(Scorer):
         self.include_forbidden = include_forbidden
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
+        declared = ctx.template(traj).spec
+        if not (declared.minefields or (self.include_forbidden and declared.forbidden)
+                or any(isinstance(f, GoalChange) and f.minefields for f in declared.faults)):
+            return None
         spec = ctx.instance(traj).spec
         view = goal_view(traj, spec)
         mines: list[tuple[Minefield, int | None]] = [(m, None) for m in spec.minefields]

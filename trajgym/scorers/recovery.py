@@ -237,6 +237,8 @@ class RecoveryScorer(Scorer):
     name = "recovery"
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
+        if not traj.faults:
+            return None
         inst = ctx.instance(traj)
         spec = inst.spec
         specs = {**inst.domain.toolkit.specs(), **ControlTools.specs()}
