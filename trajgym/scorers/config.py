@@ -31,7 +31,7 @@ from trajgym.errors import Problem, ScenarioError, TrajgymError
 from trajgym.scenario.yamlfile import LocatedData
 from trajgym.scorers.base import SCORERS, Scorer, ScorerError, get_scorer
 
-DEFAULT_SCORERS: dict[str, float] = {"outcome": 2.0, "milestones": 1.0, "policy": 1.0, "recovery": 1.0,
+DEFAULT_SCORERS: dict[str, float] = {"outcome": 2.0, "milestones": 1.0, "policy": 1.0, "minefields": 1.0, "recovery": 1.0,
                                      "efficiency": 0.5, "simulator": 0.0}
 """The rule-based scorers run when no config is given, with their weights."""
 
