@@ -16,9 +16,12 @@ MakeScored = Callable[..., ScoredTrajectory]
 def scored(traj: Trajectory, total: float | None = 1.0, *, success: bool | None = None, blame: Blame | None = None,
            rank: int | None = None, excluded: str | None = None, source: str = "",
            scores: dict[str, Any] | None = None) -> ScoredTrajectory:
-    """A scored record of ``traj`` with the given verdicts (success defaults to total == 1)."""
+    """A scored record of ``traj`` with the given verdicts (success defaults to total == 1; an
+    excluded episode is blamed on the infrastructure, as the scoring pipeline does)."""
     if success is None and total is not None:
         success = total == 1.0
+    if excluded is not None and blame is None:
+        blame = "infrastructure"
     return ScoredTrajectory(trajectory=traj, source=source, scores=scores or {}, total=total, success=success,
                             blame=blame, excluded=excluded, group=group_key(traj), rank=rank)
 

@@ -60,21 +60,21 @@ def test_figures_of_a_hand_built_set(rollout: Rollout) -> None:
         with_actions(base, ["malformed", "say"], scenario="s2"),
     ]
     figures = diversity(episodes)
-    assert figures["episodes"] == 4 and figures["distinct_chains"] == 3
-    assert figures["distinct_chain_ratio"] == pytest.approx(0.75)
+    assert figures["episodes"] == 4 and figures["distinct_decision_chains"] == 3
+    assert figures["distinct_chain_share"] == pytest.approx(0.75)
     # unigrams: get_order 3, refund_order 2, say 4, malformed 1 (10 in all)
-    assert figures["action_entropy_1"] == pytest.approx(entropy({"g": 3, "r": 2, "s": 4, "m": 1}))
+    assert figures["action_1gram_entropy_bits"] == pytest.approx(entropy({"g": 3, "r": 2, "s": 4, "m": 1}))
     # bigrams: (get_order, refund_order) 2, (refund_order, say) 2, (get_order, say) 1, (malformed, say) 1
-    assert figures["action_entropy_2"] == pytest.approx(entropy({"gr": 2, "rs": 2, "gs": 1, "ms": 1}))
+    assert figures["action_2gram_entropy_bits"] == pytest.approx(entropy({"gr": 2, "rs": 2, "gs": 1, "ms": 1}))
     # trigrams: only the two copies have one, the same: no uncertainty
-    assert figures["action_entropy_3"] == 0.0
+    assert figures["action_3gram_entropy_bits"] == 0.0
     by = diversity_by_scenario(episodes)
     assert by["overall"] == figures
     assert set(by["per_scenario"]) == {"s1", "s2"}
-    assert by["per_scenario"]["s1"]["distinct_chains"] == 2 and by["per_scenario"]["s2"]["episodes"] == 1
-    assert by["per_scenario"]["s2"]["action_entropy_1"] == pytest.approx(1.0)  # malformed, say
+    assert by["per_scenario"]["s1"]["distinct_decision_chains"] == 2 and by["per_scenario"]["s2"]["episodes"] == 1
+    assert by["per_scenario"]["s2"]["action_1gram_entropy_bits"] == pytest.approx(1.0)  # malformed, say
 
 
 def test_an_empty_set_has_zero_figures() -> None:
     figures = diversity([])
-    assert figures["episodes"] == 0 and figures["distinct_chain_ratio"] == 0 and figures["action_entropy_1"] == 0
+    assert figures["episodes"] == 0 and figures["distinct_chain_share"] == 0 and figures["action_1gram_entropy_bits"] == 0

@@ -3,6 +3,7 @@ with every message reworded are removed, episodes that decided otherwise are kep
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -128,5 +129,15 @@ def test_embedding_spread_tells_copies_from_distinct_episodes(group: dict[str, S
     copies = diversity([group["oracle"], group["para1"], group["para2"]], embedder=embedder)
     distinct = diversity([group["oracle"], group["handed_over"], group["random"]], embedder=embedder)
     assert 0.0 <= copies["embedding_spread"] < 0.1 < distinct["embedding_spread"]
-    assert copies["distinct_chains"] == 1 and distinct["distinct_chains"] == 3
+    assert copies["distinct_decision_chains"] == 1 and distinct["distinct_decision_chains"] == 3
     assert "embedding_spread" not in diversity([group["oracle"]])
+
+
+def test_the_report_shows_these_figures_with_the_spread(group: dict[str, ScoredTrajectory], embedder: Any) -> None:
+    from trajgym.report.aggregate import summarize
+
+    data = summarize(list(group.values()), diversity=functools.partial(diversity, embedder=embedder))
+    assert data.diversity == diversity(list(group.values()), embedder=embedder)
+    assert data.diversity["distinct_decision_chains"] == 3 and data.diversity["embedding_spread"] > 0.1
+    (scenario,) = data.scenarios
+    assert scenario.diversity == data.diversity

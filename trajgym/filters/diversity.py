@@ -1,14 +1,19 @@
 """Diversity figures of a set of episodes: how many different things the agent did.
 
-- ``distinct_chains``: distinct action-name sequences (:func:`trajgym.filters.decisions.action_names`,
-  e.g. ``find_customer verify_identity get_order refund_order say``), and ``distinct_chain_ratio``,
-  that count over the episodes;
-- ``action_entropy_n`` for n = 1, 2, 3: the Shannon entropy, in bits, of the action n-grams pooled
-  over the episodes (n-grams never cross from one episode into the next). 0 when every n-gram is
-  the same; log2(k) when k n-grams are equally frequent;
+- ``episodes``;
+- ``distinct_decision_chains``: distinct action-name sequences
+  (:func:`trajgym.filters.decisions.action_names`, e.g. ``find_customer verify_identity get_order
+  refund_order say``), and ``distinct_chain_share``, that count over the episodes;
+- ``action_<n>gram_entropy_bits`` for n = 1, 2, 3: the Shannon entropy, in bits, of the action
+  n-grams pooled over the episodes (n-grams never cross from one episode into the next). 0 when
+  every n-gram is the same; log2(k) when k n-grams are equally frequent;
 - ``embedding_spread`` (only with an :class:`~trajgym.filters.embed.Embedder`): the mean cosine
-  distance, 1 - cos, between the decision-chain embeddings of every two episodes. 0 for copies; for
-  all-MiniLM-L6-v2, different episodes of the built-in scenarios are 0.1-0.5 apart.
+  distance, 1 - cos, between the decision-chain embeddings of every two episodes. 0 for copies;
+  different episodes of the built-in scenarios are about 0.2-0.5 apart.
+
+:func:`diversity` has the signature and keys of the report's diversity function
+(:data:`trajgym.report.aggregate.DiversityFn`), so
+``write_report(..., diversity=functools.partial(diversity, embedder=Embedder()))`` adds the spread.
 
     >>> round(entropy({"a": 2, "b": 1, "c": 1}), 3)
     1.5
@@ -73,11 +78,11 @@ def _figures(chains: list[list[str]], vectors: Vectors | None) -> dict[str, floa
     distinct = len({tuple(c) for c in chains})
     out: dict[str, float] = {
         "episodes": float(len(chains)),
-        "distinct_chains": float(distinct),
-        "distinct_chain_ratio": distinct / len(chains) if chains else 0.0,
+        "distinct_decision_chains": float(distinct),
+        "distinct_chain_share": distinct / len(chains) if chains else 0.0,
     }
     for n in range(1, MAX_N + 1):
-        out[f"action_entropy_{n}"] = ngram_entropy(chains, n)
+        out[f"action_{n}gram_entropy_bits"] = ngram_entropy(chains, n)
     if vectors is not None:
         out["embedding_spread"] = embedding_spread(vectors)
     return out
