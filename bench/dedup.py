@@ -3,13 +3,14 @@
     python bench/dedup.py [--n 1000] [--device cpu]
 
 Plays the built-in customer-support and workflow scenarios with the oracle and the random agent
-(every episode a different variation, so no two decision chains are alike and nothing is served
-from the embedder's cache), wraps them as scored records, and times:
+(each variation once per agent, so the embedder's cache serves next to nothing), wraps them as
+scored records, and times:
 
 - exact dedup (normalized decision chains, hashed);
 - embedding: every decision chain through all-MiniLM-L6-v2 on ``--device`` (the model's load is
   timed apart, once per process);
-- clustering: the greedy near-duplicate search over the vectors, per group and over the dataset;
+- clustering: the greedy near-duplicate search over the vectors, per group, per scenario and over
+  the dataset, with how many near copies each scope finds;
 - embedding + clustering, the number a ``dedup: {near: ...}`` step costs;
 - the diversity figures (without and with embeddings, the latter from the cache).
 
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from itertools import count
+from typing import TypeVar
 
 from trajgym.filters import Embedder, diversity, exact_duplicates, near_duplicates
-from trajgym.filters.dedup import DEFAULT_NEAR
+from trajgym.filters.dedup import DEFAULT_NEAR, Scope
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
 from trajgym.scenario import builtin_scenarios, load
@@ -31,6 +34,7 @@ from trajgym.scorers.records import ScoredTrajectory, group_key
 from trajgym.trajectory.schema import Trajectory
 
 DOMAINS = ("customer_support", "workflow")
+T = TypeVar("T")
 
 
 def make_records(n: int) -> list[ScoredTrajectory]:
@@ -51,9 +55,9 @@ def make_records(n: int) -> list[ScoredTrajectory]:
     raise AssertionError("unreachable")
 
 
-def _timed(fn: object) -> tuple[object, float]:
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
-    result = fn()  # type: ignore[operator]
+    result = fn()
     return result, time.perf_counter() - started
 
 
@@ -66,13 +70,18 @@ def measure(n: int = 1000, *, device: str = "cpu", records: list[ScoredTrajector
     _, out["exact_s"] = _timed(lambda: exact_duplicates(records, scope="dataset"))
     embedder = Embedder(device=device)
     _, out["model_load_s"] = _timed(lambda: embedder.model)
+    cpu = time.process_time()
     vectors, out["embed_s"] = _timed(lambda: embedder.embed(trajs))
-    _, out["cluster_group_s"] = _timed(lambda: near_duplicates(records, vectors=vectors, scope="group"))  # type: ignore[arg-type]
-    dups, out["cluster_dataset_s"] = _timed(
-        lambda: near_duplicates(records, vectors=vectors, scope="dataset"))  # type: ignore[arg-type]
-    out["near_copies_dataset"] = float(len(dups))  # type: ignore[arg-type]
+    out["embed_cpu_s"] = time.process_time() - cpu
+    scopes: tuple[Scope, ...] = ("group", "scenario", "dataset")
+    for scope in scopes:
+        started = time.perf_counter()
+        dups = near_duplicates(records, vectors=vectors, scope=scope)
+        out[f"cluster_{scope}_s"] = time.perf_counter() - started
+        out[f"near_copies_{scope}"] = float(len(dups))
     _, out["diversity_s"] = _timed(lambda: diversity(trajs))
-    _, out["diversity_cached_embeddings_s"] = _timed(lambda: diversity(trajs, embedder=embedder))
+    figures, out["diversity_cached_embeddings_s"] = _timed(lambda: diversity(trajs, embedder=embedder))
+    out["embedding_spread"] = figures["embedding_spread"]
     for part in ("exact", "embed", "cluster_dataset", "diversity"):
         out[f"{part}_per_s"] = n / max(out[f"{part}_s"], 1e-9)
     out["embedding_dedup_per_s"] = n / (out["embed_s"] + out["cluster_dataset_s"])
@@ -91,14 +100,17 @@ def main() -> None:
     m = measure(records=records, device=args.device)
     print(f"exact dedup (dataset)                {m['exact_s']:8.3f} s  {m['exact_per_s']:10.0f} trajectories/s")
     print(f"embedding model load (once)          {m['model_load_s']:8.3f} s")
-    print(f"embedding ({args.device})                      {m['embed_s']:8.3f} s  {m['embed_per_s']:10.1f} trajectories/s")
-    print(f"near-dup clustering (group)          {m['cluster_group_s']:8.3f} s")
-    print(f"near-dup clustering (dataset)        {m['cluster_dataset_s']:8.3f} s  {m['cluster_dataset_per_s']:10.0f} "
-          f"trajectories/s  ({m['near_copies_dataset']:.0f} copies at cos >= {DEFAULT_NEAR})")
+    print(f"embedding ({args.device})                      {m['embed_s']:8.3f} s  {m['embed_per_s']:10.1f} trajectories/s  "
+          f"({m['embed_cpu_s'] / len(records) * 1000:.0f} ms of CPU each)")
+    for scope in ("group", "scenario", "dataset"):
+        print(f"near-dup clustering ({scope + ')':<9}          {m[f'cluster_{scope}_s']:8.3f} s  "
+              f"{len(records) / max(m[f'cluster_{scope}_s'], 1e-9):10.0f} trajectories/s  "
+              f"({m[f'near_copies_{scope}']:.0f} near copies at cos >= {DEFAULT_NEAR})")
     print(f"embedding dedup (embed + cluster)    {m['embed_s'] + m['cluster_dataset_s']:8.3f} s  "
           f"{m['embedding_dedup_per_s']:10.1f} trajectories/s")
     print(f"diversity figures                    {m['diversity_s']:8.3f} s  {m['diversity_per_s']:10.0f} trajectories/s")
-    print(f"diversity + spread (cached vectors)  {m['diversity_cached_embeddings_s']:8.3f} s")
+    print(f"diversity + spread (cached vectors)  {m['diversity_cached_embeddings_s']:8.3f} s  "
+          f"(embedding spread {m['embedding_spread']:.3f})")
 
 
 if __name__ == "__main__":

