@@ -27,7 +27,9 @@ def filter_command(args: argparse.Namespace, console: Console) -> int:
     from trajgym.filters.chain import filter_file
     from trajgym.filters.embed import Embedder
 
-    result = filter_file(args.file, args.config, args.out, embedder=Embedder(device=args.device))
+    with console.status(f"filtering {args.file} (a near-duplicate step embeds every decision chain: minutes for "
+                        "thousands of episodes on a CPU)"):
+        result = filter_file(args.file, args.config, args.out, embedder=Embedder(device=args.device))
     console.print(steps_table(result))
     console.print(f"kept {len(result.kept)} of {result.total} episodes; wrote {args.out}", highlight=False)
     return 0

@@ -105,12 +105,10 @@ class Embedder:
         if todo:
             vectors = self.model.encode(todo, batch_size=self.batch_size, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)
-            if self.cache_size and len(self._cache) + len(todo) > self.cache_size:
-                for old in list(self._cache)[: len(self._cache) + len(todo) - self.cache_size]:
-                    del self._cache[old]
             fresh = dict(zip(todo, np.asarray(vectors, dtype=np.float32), strict=True))
-            if self.cache_size:
-                self._cache.update(fresh)
+            self._cache.update(fresh)
+            for old in list(self._cache)[: max(0, len(self._cache) - self.cache_size)]:
+                del self._cache[old]
         else:
             fresh = {}
         return np.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
