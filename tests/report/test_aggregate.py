@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from trajgym.filters.decisions import action_names
+from trajgym.filters.diversity import diversity, entropy
 from trajgym.report import summarize
 from trajgym.report.aggregate import fault_credits
-from trajgym.report.diversity import decision_chain, entropy_bits, simple_diversity
 from trajgym.scorers.base import Blame, Finding, ScoreResult
 from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
@@ -158,16 +160,16 @@ def test_fault_recovery_per_kind() -> None:
 def test_diversity_figures() -> None:
     chains = [traj("A", 1, 0, True, actions=("find", "say")), traj("A", 1, 1, True, actions=("find", "say")),
               traj("A", 1, 2, True, actions=("find", "refund"))]
-    assert decision_chain(chains[2]) == ("find", "refund")
-    assert decision_chain(chains[2], role="customer") == ("say",)
-    figures = simple_diversity(chains)
+    assert action_names(chains[2]) == ["find", "refund"]
+    assert action_names(chains[2], roles=("customer",)) == ["say"]
+    figures = diversity(chains)
     assert figures["episodes"] == 3 and figures["distinct_decision_chains"] == 2
     assert figures["distinct_chain_share"] == pytest.approx(2 / 3)
     # unigrams: find x3, say x2, refund x1; bigrams: (find, say) x2, (find, refund) x1; no trigram
-    assert figures["action_1gram_entropy_bits"] == pytest.approx(entropy_bits("aaabbc"))
+    assert figures["action_1gram_entropy_bits"] == pytest.approx(entropy(Counter("aaabbc")))
     assert figures["action_2gram_entropy_bits"] == pytest.approx(-(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3)))
     assert figures["action_3gram_entropy_bits"] == 0.0
-    assert entropy_bits(["x"]) == 0.0 and entropy_bits([]) == 0.0 and entropy_bits("abcd") == 2.0
+    assert entropy(Counter("x")) == 0.0 and entropy(Counter()) == 0.0 and entropy(Counter("abcd")) == 2.0
 
 
 def test_a_plugged_in_diversity_function_is_used_per_scenario_and_overall() -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trajgym.errors import ReportError
+from trajgym.filters.diversity import diversity as default_diversity
 from trajgym.report.aggregate import DiversityFn, ReportData, summarize
-from trajgym.report.diversity import simple_diversity
 from trajgym.report.page import render_page
 from trajgym.report.plots import draw_all
 from trajgym.scorers.pipeline import iter_scored
@@ -48,7 +48,7 @@ def read_scored(paths: Sequence[str | Path]) -> list[ScoredTrajectory]:
 
 
 def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym report",
-                 max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = simple_diversity,
+                 max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
                  sources: Sequence[str] = ()) -> tuple[str, ReportData]:
     """The report page for ``records`` and the figures it shows."""
     if not records:
@@ -60,7 +60,7 @@ def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym r
 
 
 def write_report(records: Sequence[ScoredTrajectory], out: str | Path, *, title: str = "trajgym report",
-                 max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = simple_diversity,
+                 max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
                  sources: Sequence[str] = ()) -> ReportSummary:
     """Write the report page of :func:`build_report` to ``out``."""
     page, data = build_report(records, title=title, max_transcripts=max_transcripts, diversity=diversity,
@@ -73,4 +73,4 @@ def write_report(records: Sequence[ScoredTrajectory], out: str | Path, *, title:
 
 
 __all__ = ["DEFAULT_MAX_TRANSCRIPTS", "DiversityFn", "ReportData", "ReportSummary", "build_report", "read_scored",
-           "simple_diversity", "summarize", "write_report"]
+           "summarize", "write_report"]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trajgym.report.diversity import simple_diversity
+from trajgym.filters.diversity import diversity as default_diversity
 from trajgym.scorers.base import BLAMES
 from trajgym.scorers.rank import pass_hat_k_by_scenario
 from trajgym.scorers.records import ScoredTrajectory
@@ -248,7 +248,7 @@ def _pass_k(rows: Sequence[EpisodeRow]) -> dict[str, dict[int, float]]:
     return pass_hat_k_by_scenario((r.trajectory.scenario_id, r.record.group, bool(r.success)) for r in rows)
 
 
-def summarize(records: Sequence[ScoredTrajectory], *, diversity: DiversityFn = simple_diversity,
+def summarize(records: Sequence[ScoredTrajectory], *, diversity: DiversityFn = default_diversity,
               sources: Sequence[str] = ()) -> ReportData:
     """The report's figures for ``records`` (episodes of any scenarios, in any order).
 
