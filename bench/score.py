@@ -15,8 +15,6 @@ Target: over 1,000 trajectories per second for the rule-based scorers on this ma
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from trajgym.rollout.jobs import AgentSpec, run_job
 from trajgym.rollout.runner import plan
 from trajgym.scenario import builtin_scenarios, load
 from trajgym.scorers.config import ScoringConfig, build_scorers, load_scoring_config
-from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
 
 
 def make_trajectories(folder: Path, episodes: int) -> list[Path]:
@@ -76,12 +74,12 @@ def main() -> None:
         print(f"{'all (' + str(len(config.scorers)) + ' scorers)':<24} {all_rate:>10.0f}   "
               f"target > 1000 traj/s: {verdict}")
         if not args.skip_dedup:
-            dedup = Path(__file__).with_name("dedup.py")
-            if dedup.exists():
-                print("\nembedding dedup (bench/dedup.py):", flush=True)
-                subprocess.run([sys.executable, str(dedup), "--scored", str(out)], check=True)
-            else:
-                print("\nembedding dedup: bench/dedup.py is missing")
+            from dedup import measure  # bench/dedup.py, beside this file
+
+            records = list(iter_scored(out))
+            print(f"\nembedding dedup (bench/dedup.py) over these {len(records)} scored trajectories:", flush=True)
+            for name, value in measure(len(records), records=records).items():
+                print(f"  {name:<40} {value:>10.1f}")
 
 
 if __name__ == "__main__":
