@@ -23,9 +23,8 @@ from typing import Any
 
 import aiohttp
 
-from trajgym.agents.base import Agent, AgentContext
-from trajgym.agents.toolcalls import has_text_tool_calls, parse_text_tool_calls
-from trajgym.envs.actions import ActionError, parse_action
+from trajgym.agents.base import AgentContext
+from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
 from trajgym.errors import InfraError, TrajgymError
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty",
@@ -128,7 +127,7 @@ def _server_message(text: str) -> str:
     return text[:500]
 
 
-class OpenAIAgent(Agent):
+class OpenAIAgent(ChatAgent):
     """Plays a role with a chat model behind an OpenAI-compatible server.
 
     Args:
@@ -150,32 +149,21 @@ class OpenAIAgent(Agent):
                  retries: int = 5, backoff_s: float = 1.0, text_tool_calls: bool = True,
                  logprobs: bool = True, return_token_ids: bool = True,
                  extra_body: dict[str, Any] | None = None, name: str | None = None) -> None:
-        if name:
-            self.name = name
-        super().__init__()
-        if tool_choice not in (None, "auto", "required", "none"):
-            raise TrajgymError(f"tool_choice must be auto, required, none or None, got {tool_choice!r}")
-        unknown = set(sampling or {}) - set(SAMPLING_KEYS)
-        if unknown:
-            raise TrajgymError(f"unknown sampling setting(s) {sorted(unknown)} "
-                               f"(known: {', '.join(SAMPLING_KEYS)})")
+        super().__init__(text_tool_calls=text_tool_calls, name=name)
+        self.tool_choice = check_tool_choice(tool_choice)
+        self.sampling: dict[str, Any] = check_sampling(sampling, SAMPLING_KEYS)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://localhost:8000/v1"
         self.model = model or os.environ.get("OPENAI_MODEL") or None
-        self.sampling: dict[str, Any] = dict(sampling or {})
-        self.tool_choice = tool_choice
         self.strict = strict
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self.text_tool_calls = text_tool_calls
         self.logprobs = logprobs
         self.return_token_ids = return_token_ids
         self.extra_body = dict(extra_body or {})
         self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
                                    timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
-        self.history: list[dict[str, Any]] = []
         self._encoded: list[str] = []  # history[i] as JSON: each message is encoded once
-        self.calls = 0
 
     # ------------------------------------------------------------------------------------------
 
@@ -186,10 +174,8 @@ class OpenAIAgent(Agent):
                 "text_tool_calls": self.text_tool_calls}
 
     def reset(self, ctx: AgentContext) -> None:
-        self.history = []
+        super().reset(ctx)
         self._encoded = []
-        self.calls = 0
-        self.generation = None
 
     def act(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
         """The sync form, for :func:`trajgym.rollout.episode.play` (one private event loop)."""
@@ -199,10 +185,6 @@ class OpenAIAgent(Agent):
             finally:
                 await close_client_session()
         return asyncio.run(once())
-
-    def observe(self, messages: list[dict[str, Any]]) -> None:
-        """Add the env's new messages for this role to the history."""
-        self.history.extend(messages)
 
     def tools_for_request(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self.strict:
@@ -250,10 +232,6 @@ class OpenAIAgent(Agent):
         parts.append("}")
         return "".join(parts).encode()
 
-    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
-        self.observe(messages)
-        return await self.generate(info)
-
     async def generate(self, info: dict[str, Any]) -> str:
         """One completion over the history; records the assistant message and :attr:`generation`."""
         if self.model is None:
@@ -264,33 +242,9 @@ class OpenAIAgent(Agent):
         self.calls += 1
         choice = data["choices"][0]
         message = choice.get("message") or {}
-        content = message.get("content")
-        tool_calls = message.get("tool_calls") or []
-        fmt = "api" if tool_calls else None
-        if not tool_calls and self.text_tool_calls and isinstance(content, str) and has_text_tool_calls(content):
-            content, tool_calls = parse_text_tool_calls(content, id_prefix=f"call_{self.calls}")
-            fmt = "text"
-        action_msg: dict[str, Any] = {"role": "assistant", "content": content}
-        if tool_calls:
-            action_msg["tool_calls"] = [_clean_call(c, f"call_{self.calls}_{k}")
-                                       for k, c in enumerate(tool_calls)]
-        action = json.dumps(action_msg)
-        self._remember(action, action_msg, message.get("content"))
+        action, fmt = self.answer(message.get("content"), message.get("tool_calls"))
         self.generation = self._generation(data, choice, latency_ms, fmt)
         return action
-
-    def _remember(self, action: str, action_msg: dict[str, Any], raw: str | None) -> None:
-        """The assistant turn as the history keeps it: a malformed one as the text it was, so no
-        tool call without its result is sent back."""
-        if action_msg.get("content") and not action_msg.get("tool_calls"):
-            self.history.append(action_msg)  # plain text: always a valid action
-            return
-        try:
-            parse_action(action, 0)
-        except ActionError:
-            self.history.append({"role": "assistant", "content": raw if raw is not None else action})
-            return
-        self.history.append(action_msg)
 
     def _generation(self, data: dict[str, Any], choice: dict[str, Any], latency_ms: float,
                     fmt: str | None) -> dict[str, Any]:
@@ -330,9 +284,3 @@ def _encoded_tools(tools: list[dict[str, Any]], strict: bool,
     _TOOLS_CACHE[key] = (list(tools), text)
     return text
 
-
-def _clean_call(call: dict[str, Any], default_id: str) -> dict[str, Any]:
-    """The call as the env takes it, with an id (so the tool result matches it in the history)."""
-    fn = call.get("function") or {}
-    return {"id": call.get("id") or default_id, "type": "function",
-            "function": {"name": fn.get("name"), "arguments": fn.get("arguments", "{}")}}

@@ -1,0 +1,109 @@
+"""The chat half of every model agent: the role's message history and the model's answer as an action.
+
+A backend (a server over HTTP, transformers in process) only has to produce one answer over
+:attr:`ChatAgent.history`; :meth:`ChatAgent.answer` turns it into the action the env takes (tool
+calls from the tools API or from ``<tool_call>`` text, else a plain message) and remembers it, so
+every backend keeps the same history for the same conversation.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from typing import Any
+
+from trajgym.agents.base import Agent, AgentContext
+from trajgym.agents.toolcalls import has_text_tool_calls, parse_text_tool_calls
+from trajgym.envs.actions import ActionError, parse_action
+from trajgym.errors import TrajgymError
+
+TOOL_CHOICES = (None, "auto", "required", "none")
+
+
+def check_sampling(sampling: dict[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``sampling``; a clear error for a setting the backend does not know."""
+    unknown = set(sampling or {}) - set(known)
+    if unknown:
+        raise TrajgymError(f"unknown sampling setting(s) {sorted(unknown)} (known: {', '.join(known)})")
+    return dict(sampling or {})
+
+
+def check_tool_choice(tool_choice: str | None) -> str | None:
+    if tool_choice not in TOOL_CHOICES:
+        raise TrajgymError(f"tool_choice must be auto, required, none or None, got {tool_choice!r}")
+    return tool_choice
+
+
+class ChatAgent(Agent):
+    """A model agent that keeps its role's whole chat history (OpenAI message format).
+
+    Subclasses implement :meth:`generate`: one answer over :attr:`history` (given the role's tools
+    in ``info["tools"]``), passed through :meth:`answer`, with :attr:`generation` set.
+
+    Args:
+        text_tool_calls: also read ``<tool_call>{...}</tool_call>`` blocks in the answer's text.
+        name: the agent's name in the trajectory (default its kind).
+    """
+
+    def __init__(self, *, text_tool_calls: bool = True, name: str | None = None) -> None:
+        if name:
+            self.name = name
+        super().__init__()
+        self.text_tool_calls = text_tool_calls
+        self.history: list[dict[str, Any]] = []
+        self.calls = 0
+
+    def reset(self, ctx: AgentContext) -> None:
+        self.history = []
+        self.calls = 0
+        self.generation = None
+
+    def observe(self, messages: list[dict[str, Any]]) -> None:
+        """Add the env's new messages for this role to the history."""
+        self.history.extend(messages)
+
+    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
+        self.observe(messages)
+        return await self.generate(info)
+
+    @abc.abstractmethod
+    async def generate(self, info: dict[str, Any]) -> str:
+        """One answer over the history; returns :meth:`answer`'s action and sets :attr:`generation`."""
+
+    def answer(self, content: str | None, tool_calls: list[dict[str, Any]] | None = None
+               ) -> tuple[str, str | None]:
+        """The action for the model's answer (its text and its tools-API calls), remembered in the
+        history; and how its tool calls came (``"api"``, ``"text"`` or None). Call ids are
+        ``call_{calls}_{k}`` unless the answer gave its own."""
+        calls = list(tool_calls or [])
+        fmt = "api" if calls else None
+        text = content
+        if not calls and self.text_tool_calls and isinstance(content, str) and has_text_tool_calls(content):
+            text, calls = parse_text_tool_calls(content, id_prefix=f"call_{self.calls}")
+            fmt = "text"
+        action_msg: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            action_msg["tool_calls"] = [_clean_call(c, f"call_{self.calls}_{k}") for k, c in enumerate(calls)]
+        action = json.dumps(action_msg)
+        self._remember(action, action_msg, content)
+        return action, fmt
+
+    def _remember(self, action: str, action_msg: dict[str, Any], raw: str | None) -> None:
+        """The assistant turn as the history keeps it: a malformed one as the text it was, so no
+        tool call without its result is sent back."""
+        if action_msg.get("content") and not action_msg.get("tool_calls"):
+            self.history.append(action_msg)  # plain text: always a valid action
+            return
+        try:
+            parse_action(action, 0)
+        except ActionError:
+            self.history.append({"role": "assistant", "content": raw if raw is not None else action})
+            return
+        self.history.append(action_msg)
+
+
+def _clean_call(call: dict[str, Any], default_id: str) -> dict[str, Any]:
+    """The call as the env takes it, with an id (so the tool result matches it in the history)."""
+    fn = call.get("function") or {}
+    return {"id": call.get("id") or default_id, "type": "function",
+            "function": {"name": fn.get("name"), "arguments": fn.get("arguments", "{}")}}
