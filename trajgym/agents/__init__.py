@@ -6,7 +6,9 @@ import difflib
 from collections.abc import Callable
 
 from trajgym.agents.base import Agent, AgentContext
+from trajgym.agents.chat import ChatAgent
 from trajgym.agents.customer import ScriptedCustomer
+from trajgym.agents.hf_agent import HFAgent
 from trajgym.agents.llm_customer import LLMCustomer
 from trajgym.agents.openai_agent import OpenAIAgent
 from trajgym.agents.oracle import OracleAgent
@@ -15,6 +17,7 @@ from trajgym.agents.supervisor import ScriptedSupervisor
 from trajgym.errors import TrajgymError
 
 AGENTS: dict[str, Callable[[], Agent]] = {
+    "hf": HFAgent,
     "llm_customer": LLMCustomer,
     "openai": OpenAIAgent,
     "oracle": OracleAgent,
@@ -41,5 +44,5 @@ def default_agent(role: str) -> Agent:
     return make_agent(DEFAULT_FOR_ROLE[role])
 
 
-__all__ = ["AGENTS", "Agent", "AgentContext", "LLMCustomer", "OpenAIAgent", "OracleAgent", "RandomAgent", "ScriptedCustomer",
+__all__ = ["AGENTS", "Agent", "AgentContext", "ChatAgent", "HFAgent", "LLMCustomer", "OpenAIAgent", "OracleAgent", "RandomAgent", "ScriptedCustomer",
            "ScriptedSupervisor", "default_agent", "make_agent"]

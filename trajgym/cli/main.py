@@ -54,12 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["local", "ray"], help="where episodes run (default local)")
     r.add_argument("--ray-address", help="Ray cluster address for --backend ray (default: a local Ray)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    m = r.add_argument_group("model agents (--agent openai, --customer llm_customer)")
+    m = r.add_argument_group("model agents (--agent openai or hf, --customer llm_customer)")
     m.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
                                       "(default $OPENAI_BASE_URL)")
-    m.add_argument("--model", help="served model name (default $OPENAI_MODEL, else the server's first)")
+    m.add_argument("--model", help="served model name (default $OPENAI_MODEL, else the server's first); "
+                                   "for --agent hf a local transformers folder (default: the bundled SmolLM2)")
     m.add_argument("--tool-choice", choices=["auto", "required", "none"],
-                   help="tool_choice sent to the server (small models need 'required')")
+                   help="tool_choice sent to the server (small models need 'required'); "
+                        "with --agent hf, 'required' starts every answer with <tool_call>")
     m.add_argument("--strict", action="store_true", help='send "strict": true on every tool schema')
     m.add_argument("--temperature", type=float, help="sampling temperature")
     m.add_argument("--max-tokens", type=int, help="most tokens per model answer")

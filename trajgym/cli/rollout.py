@@ -30,7 +30,9 @@ JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed")
 """Flags that a job file declares itself (--out, --concurrency and --backend override it)."""
 
 
-MODEL_AGENTS = ("openai", "llm_customer")
+SERVER_AGENTS = ("openai", "llm_customer")
+"""Model agents that talk to a server; ``hf`` runs its model in process (no --base-url, --strict)."""
+MODEL_AGENTS = (*SERVER_AGENTS, "hf")
 
 
 def _model_options(args: argparse.Namespace, agent: str, *, customer: bool = False) -> dict[str, Any]:
@@ -40,13 +42,13 @@ def _model_options(args: argparse.Namespace, agent: str, *, customer: bool = Fal
     options: dict[str, Any] = {}
     base_url = (args.customer_base_url if customer else None) or args.base_url
     model = (args.customer_model if customer else None) or args.model
-    if base_url:
+    if base_url and agent in SERVER_AGENTS:
         options["base_url"] = base_url
     if model:
         options["model"] = model
     if args.tool_choice and not customer:
         options["tool_choice"] = args.tool_choice
-    if args.strict:
+    if args.strict and agent in SERVER_AGENTS:
         options["strict"] = True
     sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens))
                 if v is not None}
