@@ -228,6 +228,16 @@ def test_same_seed_same_trajectories_at_any_concurrency(tiny_model: Path, tmp_pa
         s["generation"]["token_ids"] for s in support_steps(one[0])]
 
 
+def test_sync_act_plays_the_same_episode(tiny_model: Path, scenario: ScenarioTemplate) -> None:
+    """``act`` (play, the Gymnasium view) and ``aact`` (batch jobs) give the same trajectory."""
+    from trajgym.rollout.episode import run_episode
+
+    sync = run_episode(scenario, 3, {"support": HFAgent(model=tiny_model, sampling=SAMPLING),
+                                     "customer": ScriptedCustomer()})
+    assert strip_wall(sync["steps"]) == strip_wall(play(scenario, HFAgent(model=tiny_model, sampling=SAMPLING),
+                                                        seed=3)["steps"])
+
+
 def test_aact_leaves_the_event_loop_free(tiny_model: Path, scenario: ScenarioTemplate) -> None:
     """While the model generates, other coroutines run (a blocking agent would let them run once
     before and once after)."""
