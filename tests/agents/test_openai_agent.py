@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
-from trajgym.agents import AGENTS, LLMCustomer, OpenAIAgent, ScriptedCustomer, make_agent
+from trajgym.agents import (
+    AGENTS,
+    AgentContext,
+    LLMCustomer,
+    OpenAIAgent,
+    ScriptedCustomer,
+    make_agent,
+)
 from trajgym.agents.openai_agent import close_client_session
 from trajgym.agents.toolcalls import parse_text_tool_calls
 from trajgym.envs.core import Episode
@@ -34,10 +41,10 @@ def support_agent(srv: FakeOpenAI, **kw: Any) -> OpenAIAgent:
     return OpenAIAgent(base_url=srv.base_url, model="fake-model", **kw)
 
 
-def play(template: ScenarioTemplate, agents: dict[str, Any], seed: int = 1) -> dict[str, Any]:
+def play(template: ScenarioTemplate, agents: dict[str, Any], seed: int = 1, trial: int = 0) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         try:
-            episode = await aplay(Episode.start(template, seed), agents)
+            episode = await aplay(Episode.start(template, seed, trial=trial), agents)
         finally:
             await close_client_session()
         traj = to_trajectory(episode, agents)
@@ -61,9 +68,9 @@ def test_full_episode_records_generation(tool_format: str, server: FakeOpenAI,
     assert traj["outcome"]["success"], traj["outcome"]
     support_steps = [s for s in traj["steps"] if s["role"] == "support"]
     assert len(support_steps) == 6 == len(server.requests)
-    for step in support_steps:
+    for step, request in zip(support_steps, server.requests, strict=True):
         gen = step["generation"]
-        assert gen["sampling"] == SAMPLING
+        assert gen["sampling"] == {**SAMPLING, "seed": request["seed"]}  # the settings sent
         assert gen["prompt_token_ids"] and gen["token_ids"]
         assert len(gen["logprobs"]) == len(gen["token_ids"])
         assert gen["usage"]["completion_tokens"] == len(gen["token_ids"])
@@ -71,7 +78,7 @@ def test_full_episode_records_generation(tool_format: str, server: FakeOpenAI,
     assert {s["generation"]["tool_call_format"] for s in support_steps} == {None, tool_format}
     # the request carries the whole history, the tools (strict) and the sampling settings
     last = server.requests[-1]
-    assert last["temperature"] == 0.6 and last["seed"] == 7 and last["logprobs"] is True
+    assert last["temperature"] == 0.6 and last["top_p"] == 0.9 and last["logprobs"] is True
     assert last["return_token_ids"] is True and last["tool_choice"] == "auto"
     assert all(t["function"]["strict"] is True for t in last["tools"])
     roles = [m["role"] for m in last["messages"]]
@@ -215,3 +222,60 @@ def test_tool_choice_is_configurable(choice: str | None, server: FakeOpenAI) -> 
     assert sent.get("tool_choice") == choice and "strict" not in sent["tools"][0]["function"]
     assert agent.config()["tool_choice"] == choice and agent.generation is not None
     assert agent.generation["tool_choice"] == choice
+
+
+def _seeds(srv: FakeOpenAI, tools: str) -> list[int]:
+    """The seeds of the requests made by the role whose tools include ``tools``, in order."""
+    return [r["seed"] for r in srv.requests if any(t["function"]["name"] == tools for t in r.get("tools", []))]
+
+
+def test_each_request_has_its_own_seed_and_a_rerun_repeats_them(server: FakeOpenAI,
+                                                                templates: dict[str, ScenarioTemplate]) -> None:
+    """Sampling seeds are a stable hash of the episode seed, trial, role and turn: a rerun of a unit
+    sends the same seeds (so temperature > 0 reproduces), another episode or trial other ones."""
+    template = templates["refund_damaged_item"]
+    hot = {"temperature": 1.0, "max_tokens": 64}
+
+    def run(seed: int, trial: int = 0, base: dict[str, Any] | None = None) -> tuple[list[int], list[int], dict[str, Any]]:
+        server.requests.clear()
+        customer = LLMCustomer(base_url=server.base_url, model="fake-model", retries=2, backoff_s=0.01,
+                               sampling=hot)
+        traj = play(template, {"support": support_agent(server, sampling=base or hot), "customer": customer},
+                    seed=seed, trial=trial)
+        assert traj["termination"] == "customer_ended", traj["termination"]
+        return _seeds(server, "refund_order"), _seeds(server, "end_conversation"), traj
+
+    support, customer, traj = run(seed=3)
+    assert len(support) == 6 and len(customer) >= 2
+    assert len(set(support + customer)) == len(support + customer)  # every turn and role: its own seed
+    assert all(isinstance(s, int) and 0 <= s < 2 ** 63 for s in support + customer)
+    # each step records the seed its request carried
+    recorded = [s["generation"]["sampling"]["seed"] for s in traj["steps"]
+                if s["generation"] and s["generation"]["backend"] == "openai"]
+    assert sorted(recorded) == sorted(support + customer)
+    assert all(s["generation"]["sampling"]["temperature"] == 1.0 for s in traj["steps"]
+               if s["generation"] and s["generation"]["backend"] == "openai")
+
+    assert run(seed=3)[:2] == (support, customer)  # the rerun: the same seeds, request by request
+    other_episode = run(seed=4)[:2]
+    other_trial = run(seed=3, trial=1)[:2]
+    for seeds in (other_episode, other_trial):
+        assert not set(seeds[0] + seeds[1]) & set(support + customer)
+    # a configured seed is the base of the derivation, so a job can draw another set of samples
+    reseeded = run(seed=3, base={**hot, "seed": 11})[0]
+    assert not set(reseeded) & set(support)
+
+
+def test_request_seeds_can_be_turned_off(server: FakeOpenAI, templates: dict[str, ScenarioTemplate]) -> None:
+    agent = support_agent(server, request_seeds=False)
+    traj = play(templates["refund_damaged_item"], {"support": agent, "customer": ScriptedCustomer()})
+    assert traj["outcome"]["success"]
+    assert {r["seed"] for r in server.requests} == {SAMPLING["seed"]}  # sent as configured
+    assert all(s["generation"]["sampling"] == SAMPLING for s in traj["steps"] if s["role"] == "support")
+    assert agent.config()["request_seeds"] is False
+    agent = support_agent(server, sampling={"temperature": 0.5}, request_seeds=False)
+    server.requests.clear()
+    agent.reset(AgentContext("support", templates["refund_damaged_item"].instantiate(0), [], 0))
+    agent.act([{"role": "user", "content": "hi"}], {"tools": [], "turn": 1})
+    assert "seed" not in server.requests[0]
+

@@ -23,6 +23,8 @@ class AgentContext:
     instance: ScenarioInstance
     tools: list[dict[str, Any]]
     seed: int
+    trial: int = 0
+    """Which replay of the seed's variation this is: model agents draw other samples per trial."""
 
 
 class Agent(abc.ABC):

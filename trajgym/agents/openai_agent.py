@@ -26,6 +26,7 @@ import aiohttp
 from trajgym.agents.base import AgentContext
 from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
 from trajgym.errors import InfraError, TrajgymError
+from trajgym.seeding import stable_seed
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty",
                  "frequency_penalty", "top_k", "min_p", "repetition_penalty")
@@ -135,6 +136,10 @@ class OpenAIAgent(ChatAgent):
         model: the served model name (default ``$OPENAI_MODEL``, else the first of ``/models``).
         api_key: sent as a bearer token (default ``$OPENAI_API_KEY``; vLLM needs none).
         sampling: temperature, top_p, max_tokens, seed, ... sent with every request.
+        request_seeds: send each request its own ``seed``, a stable hash of the episode seed, trial,
+            role and turn (and of ``sampling["seed"]``, if given), so that rerunning a unit samples
+            the same answers at any temperature; each step's ``generation["sampling"]`` records
+            the seed sent. False sends ``sampling`` as given.
         tool_choice: ``"auto"``, ``"required"`` or ``None`` (not sent).
         strict: mark every function ``"strict": true`` (structured outputs).
         timeout_s: per-request timeout; retries: attempts per request; backoff_s: first retry delay.
@@ -148,7 +153,8 @@ class OpenAIAgent(ChatAgent):
                  tool_choice: str | None = "auto", strict: bool = False, timeout_s: float = 120.0,
                  retries: int = 5, backoff_s: float = 1.0, text_tool_calls: bool = True,
                  logprobs: bool = True, return_token_ids: bool = True,
-                 extra_body: dict[str, Any] | None = None, name: str | None = None) -> None:
+                 extra_body: dict[str, Any] | None = None, request_seeds: bool = True,
+                 name: str | None = None) -> None:
         super().__init__(text_tool_calls=text_tool_calls, name=name)
         self.tool_choice = check_tool_choice(tool_choice)
         self.sampling: dict[str, Any] = check_sampling(sampling, SAMPLING_KEYS)
@@ -161,6 +167,8 @@ class OpenAIAgent(ChatAgent):
         self.logprobs = logprobs
         self.return_token_ids = return_token_ids
         self.extra_body = dict(extra_body or {})
+        self.request_seeds = request_seeds
+        self.seed_key: tuple[object, ...] | None = None  # (episode seed, trial, role), set by reset
         self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
                                    timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         self._encoded: list[str] = []  # history[i] as JSON: each message is encoded once
@@ -171,11 +179,12 @@ class OpenAIAgent(ChatAgent):
         return {"base_url": self.base_url, "model": self.model, "sampling": dict(self.sampling),
                 "tool_choice": self.tool_choice, "strict": self.strict,
                 "timeout_s": self.timeout_s, "retries": self.retries,
-                "text_tool_calls": self.text_tool_calls}
+                "text_tool_calls": self.text_tool_calls, "request_seeds": self.request_seeds}
 
     def reset(self, ctx: AgentContext) -> None:
         super().reset(ctx)
         self._encoded = []
+        self.seed_key = (ctx.seed, ctx.trial, ctx.role)
 
     def act(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
         """The sync form, for :func:`trajgym.rollout.episode.play` (one private event loop)."""
@@ -196,8 +205,17 @@ class OpenAIAgent(ChatAgent):
             out.append({**tool, "function": fn})
         return out
 
+    def request_sampling(self, info: dict[str, Any]) -> dict[str, Any]:
+        """The sampling settings of the next request: :attr:`sampling`, with the request's own
+        ``seed`` in an episode (see ``request_seeds``), derived from the env's turn."""
+        if not self.request_seeds or self.seed_key is None:
+            return self.sampling
+        turn = info.get("turn", self.calls)
+        seed = stable_seed("sampling", self.sampling.get("seed"), *self.seed_key, turn)
+        return {**self.sampling, "seed": seed}
+
     def request_body(self, info: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": self.history, **self.sampling}
+        body: dict[str, Any] = {"model": self.model, "messages": self.history, **self.request_sampling(info)}
         tools = info.get("tools") or []
         if tools:
             body["tools"] = self.tools_for_request(tools)
@@ -217,7 +235,7 @@ class OpenAIAgent(ChatAgent):
         if len(self._encoded) > len(self.history):  # the history was replaced
             self._encoded = []
         self._encoded.extend(json.dumps(m) for m in self.history[len(self._encoded):])
-        head: dict[str, Any] = {"model": self.model, **self.sampling}
+        head: dict[str, Any] = {"model": self.model, **self.request_sampling(info)}
         tools = info.get("tools") or []
         if tools and self.tool_choice is not None:
             head["tool_choice"] = self.tool_choice
@@ -243,17 +261,17 @@ class OpenAIAgent(ChatAgent):
         choice = data["choices"][0]
         message = choice.get("message") or {}
         action, fmt = self.answer(message.get("content"), message.get("tool_calls"))
-        self.generation = self._generation(data, choice, latency_ms, fmt)
+        self.generation = self._generation(data, choice, latency_ms, fmt, self.request_sampling(info))
         return action
 
     def _generation(self, data: dict[str, Any], choice: dict[str, Any], latency_ms: float,
-                    fmt: str | None) -> dict[str, Any]:
+                    fmt: str | None, sampling: dict[str, Any]) -> dict[str, Any]:
         lp = choice.get("logprobs") or {}
         content_lp = lp.get("content") if isinstance(lp, dict) else None
         return {
             "backend": "openai",
             "model": data.get("model", self.model),
-            "sampling": dict(self.sampling),
+            "sampling": dict(sampling),
             "tool_choice": self.tool_choice,
             "prompt_token_ids": data.get("prompt_token_ids"),
             "token_ids": choice.get("token_ids"),

@@ -19,7 +19,7 @@ def reset_agents(episode: Episode, agents: dict[str, Agent], *, every_role: bool
         raise ValueError(f"no agent for role(s) {sorted(missing)}")
     inst = episode.instance
     for role, agent in agents.items():
-        agent.reset(AgentContext(role, inst, episode.tool_schemas.get(role, []), inst.seed))
+        agent.reset(AgentContext(role, inst, episode.tool_schemas.get(role, []), inst.seed, episode.trial))
 
 
 def play(episode: Episode, agents: dict[str, Agent]) -> Episode:
