@@ -25,6 +25,7 @@ from trajgym.envs.core import Episode
 from trajgym.errors import InfraError, TrajgymError
 from trajgym.rollout.episode import aplay, to_trajectory
 from trajgym.scenario.loader import ScenarioTemplate
+from trajgym.scenario.schema import GoalChange
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 256, "seed": 7}
 
@@ -279,3 +280,50 @@ def test_request_seeds_can_be_turned_off(server: FakeOpenAI, templates: dict[str
     agent.act([{"role": "user", "content": "hi"}], {"tools": [], "turn": 1})
     assert "seed" not in server.requests[0]
 
+
+def _customer_requests(srv: FakeOpenAI) -> list[dict[str, Any]]:
+    return [r for r in srv.requests if any(t["function"]["name"] == "end_conversation" for t in r.get("tools", []))]
+
+
+@pytest.mark.parametrize("literal", [True, False])
+def test_llm_customer_follows_a_goal_change(literal: bool, server: FakeOpenAI,
+                                            templates: dict[str, ScenarioTemplate]) -> None:
+    """When customer_goal_change fires, the customer's prompt holds the new request and what it now
+    wants to hear from that turn on; the change-of-mind message is said verbatim (literal) or
+    written by the model from that prompt."""
+    template = templates["refund_then_exchange"]
+    inst = template.instantiate(5)
+    change = next(f for f in inst.spec.faults if isinstance(f, GoalChange))
+    customer = LLMCustomer(base_url=server.base_url, model="fake-model", retries=2, backoff_s=0.01,
+                           literal_change=literal)
+    traj = play(template, {"support": make_agent("oracle"), "customer": customer}, seed=5)
+    assert traj["outcome"]["goal_changed_at"] is not None
+    assert [f["kind"] for f in traj["faults"]] == ["customer_goal_change"]
+
+    old_want, new_want = inst.spec.goal.tell[0], change.goal.tell[0]
+    requests = _customer_requests(server)
+    changed = [any("You change your mind" in (m.get("content") or "") for m in r["messages"]) for r in requests]
+    assert False in changed and True in changed
+    for request, after in zip(requests, changed, strict=True):
+        prompt = request["messages"][0]["content"]
+        assert sum(m["role"] == "system" and m["content"] == prompt for m in request["messages"]) == 1
+        if after:
+            assert new_want.name in prompt and new_want.any_of[0] in prompt and change.message in prompt
+            assert old_want.name not in prompt
+            assert "changed your mind" in prompt and inst.spec.customer.opening in prompt  # type: ignore[union-attr]
+        else:
+            assert old_want.name in prompt and new_want.name not in prompt and change.message not in prompt
+    assert customer.system_prompt == requests[-1]["messages"][0]["content"]
+
+    # the turn the change fired: the scenario's words, or the model's own from the new prompt
+    before = change.at_customer_turn - 2  # customer turns 2 .. at-1 asked the model (turn 1: the opening)
+    assert changed == [False] * before + [True] * (len(requests) - before)
+    cust = [s for s in traj["steps"] if s["role"] == "customer"]
+    fired = cust[change.at_customer_turn - 1]
+    assert any("You change your mind" in (m.get("content") or "") for m in fired["observation"])
+    if literal:
+        assert fired["message"] == change.message
+        assert fired["generation"] == {"backend": "scripted", "persona": customer.persona, "goal_change": True}
+    else:
+        assert fired["generation"]["backend"] == "openai"
+        assert fired["generation"]["response_id"] == f"chatcmpl-{before + 1}"  # answered requests[before]

@@ -195,6 +195,11 @@ class OpenAIAgent(ChatAgent):
                 await close_client_session()
         return asyncio.run(once())
 
+    def replace_message(self, index: int, message: dict[str, Any]) -> None:
+        """Replace ``history[index]`` (a new system prompt, say); later requests send the new one."""
+        self.history[index] = message
+        del self._encoded[index:]  # re-encoded at the next request
+
     def tools_for_request(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self.strict:
             return tools
