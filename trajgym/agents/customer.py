@@ -25,11 +25,20 @@ class ScriptedCustomer(Agent):
 
     kind = "scripted_customer"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.persona: dict[str, Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        """The persona played (the scenario's), so a job can report its mix."""
+        return {"persona": dict(self.persona)}
+
     def reset(self, ctx: AgentContext) -> None:
         spec = ctx.instance.spec
         if spec.customer is None:
             raise ValueError(f"scenario {spec.id} has no customer section")
         self.spec = spec.customer
+        self.persona = spec.customer.persona.model_dump()
         self.faults = spec.faults
         self.wants: list[Fact] = list(spec.goal.tell)
         self.told: set[str] = set()

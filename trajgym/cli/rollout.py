@@ -22,7 +22,7 @@ from trajgym.rollout.jobs import (
     load_job,
     run_job,
 )
-from trajgym.rollout.runner import ScenarioSummary
+from trajgym.rollout.runner import PERSONA_TRAITS, ScenarioSummary, total
 from trajgym.scenario.catalog import builtin_dir, scenario_files
 from trajgym.scenario.loader import load
 
@@ -147,6 +147,8 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
             result = run_job(units, job.output, job.agents, **common)
     elapsed = max(time.perf_counter() - started, 1e-9)
     console.print(summary_table(result.summary, job.agents.label()))
+    if result.persona_mix:
+        console.print(persona_table(result.persona_mix))
     skipped = f"; {result.skipped} units were already done" if result.skipped else ""
     infra = f"; {stats['infra']} infra errors (run again with --resume)" if stats["infra"] else ""
     console.print(f"{stats['done']} episodes, {stats['steps']} steps in {elapsed:.2f} s "
@@ -175,19 +177,22 @@ def summary_table(summary: dict[str, ScenarioSummary], agents: str) -> Table:
     table.caption = ("turns: mean per episode; faults: injected faults met; bad: malformed actions; "
                      "endings: done = customer ended, human = customer asked for one, "
                      "transfer = agent transferred, limit = max turns")
-    total = ScenarioSummary()
     for scenario_id, s in sorted(summary.items()):
         table.add_row(*_row(scenario_id, s))
-        total.episodes += s.episodes
-        total.successes += s.successes
-        total.steps += s.steps
-        total.tool_calls += s.tool_calls
-        total.faults += s.faults
-        total.malformed += s.malformed
-        for k, v in s.terminations.items():
-            total.terminations[k] = total.terminations.get(k, 0) + v
     table.add_section()
-    table.add_row(*_row("all", total), style="bold")
+    table.add_row(*_row("all", total(summary)), style="bold")
+    return table
+
+
+def persona_table(mix: dict[str, dict[str, int]]) -> Table:
+    """The customer personas a job ran: per trait, each value with its episode count."""
+    table = Table(title="Customer personas")
+    table.add_column("trait", no_wrap=True)
+    table.add_column("episodes per value", overflow="fold")
+    for trait in [*PERSONA_TRAITS, *sorted(set(mix) - set(PERSONA_TRAITS))]:
+        if mix.get(trait):
+            counts = sorted(mix[trait].items(), key=lambda kv: (-kv[1], kv[0]))
+            table.add_row(trait, "  ".join(f"{value} {n}" for value, n in counts))
     return table
 
 

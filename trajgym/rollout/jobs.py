@@ -29,7 +29,7 @@ from trajgym.configfile import load_config
 from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
 from trajgym.rollout.episode import aplay, to_trajectory
-from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan
+from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan, total
 from trajgym.scenario.catalog import scenario_files
 from trajgym.scenario.loader import ScenarioTemplate, load
 from trajgym.trajectory.store import (
@@ -120,6 +120,11 @@ class JobResult:
     """Units the output already held (resume)."""
     torn: Path | None = None
     """Where a torn last line of the output was moved (resume after a crash)."""
+
+    @property
+    def persona_mix(self) -> dict[str, dict[str, int]]:
+        """The customer personas this run played, counted per trait (mood, language, expertise)."""
+        return total(self.summary).personas
 
 
 @contextlib.contextmanager

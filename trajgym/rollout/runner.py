@@ -36,6 +36,23 @@ def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials
     ]
 
 
+PERSONA_TRAITS = ("mood", "language", "expertise")
+"""The traits of a customer persona that a job's summary counts."""
+
+
+def customer_persona(traj: dict[str, Any]) -> dict[str, Any] | None:
+    """The persona the customer of an episode played (its agent's recorded config), if any."""
+    for agent in traj["agents"]:
+        if agent["role"] == "customer":
+            persona = agent.get("config", {}).get("persona")
+            return persona if isinstance(persona, dict) and persona else None
+    return None
+
+
+def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
 @dataclass
 class ScenarioSummary:
     episodes: int = 0
@@ -45,6 +62,8 @@ class ScenarioSummary:
     faults: int = 0
     malformed: int = 0
     terminations: dict[str, int] = field(default_factory=dict)
+    personas: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Customer personas played, counted per trait: ``{"mood": {"calm": 3, "angry": 1}, ...}``."""
 
     def add(self, traj: dict[str, Any]) -> None:
         self.episodes += 1
@@ -53,7 +72,34 @@ class ScenarioSummary:
         self.tool_calls += sum(len(s["tool_calls"]) for s in traj["steps"])
         self.faults += len(traj["faults"])
         self.malformed += sum(1 for s in traj["steps"] if s["error"])
-        self.terminations[traj["termination"]] = self.terminations.get(traj["termination"], 0) + 1
+        _count(self.terminations, traj["termination"])
+        persona = customer_persona(traj) or {}
+        for trait in PERSONA_TRAITS:
+            if persona.get(trait) is not None:
+                _count(self.personas.setdefault(trait, {}), str(persona[trait]))
+
+    def merge(self, other: ScenarioSummary) -> None:
+        """Add ``other``'s counts to these."""
+        self.episodes += other.episodes
+        self.successes += other.successes
+        self.steps += other.steps
+        self.tool_calls += other.tool_calls
+        self.faults += other.faults
+        self.malformed += other.malformed
+        for k, v in other.terminations.items():
+            _count(self.terminations, k, v)
+        for trait, counts in other.personas.items():
+            mine = self.personas.setdefault(trait, {})
+            for value, n in counts.items():
+                _count(mine, value, n)
+
+
+def total(summary: dict[str, ScenarioSummary]) -> ScenarioSummary:
+    """Every scenario's counts added up."""
+    out = ScenarioSummary()
+    for s in summary.values():
+        out.merge(s)
+    return out
 
 
 def agents_for(template: ScenarioTemplate, support: str) -> dict[str, Agent]:
