@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,31 @@ def test_rollout_with_a_model_agent_from_the_command_line(tmp_path: Path) -> Non
         assert steps[0].generation is not None and steps[0].generation["sampling"]["temperature"] == 0
     finally:
         server.stop()
+
+
+def test_summary_shows_the_tokens_the_models_generated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fake_openai import FakeOpenAI
+
+    from trajgym.rollout.runner import completion_tokens
+
+    server = FakeOpenAI().start()
+    try:
+        out = tmp_path / "llm.jsonl"
+        assert main(["rollout", "refund_damaged_item", "--agent", "openai", "--base-url", server.base_url,
+                     "--model", "fake", "--episodes", "2", "--out", str(out), "--no-progress"]) == 0
+    finally:
+        server.stop()
+    text = capsys.readouterr().out
+    tokens = sum(completion_tokens(json.loads(line)) for line in out.read_text().splitlines())
+    assert tokens > 0
+    header = next(line for line in text.splitlines() if "scenario" in line and "eps" in line)
+    assert "tokens" in header.split("┃")[-3]  # the column before the endings
+    total = next(line for line in text.splitlines() if line.startswith("│ all"))
+    assert total.split("│")[-3].strip() == str(tokens)
+    assert "tokens/s" in text.split("Rollout summary")[1].splitlines()[0]  # the title gives the rate
+    assert re.search(r"2 episodes, \d+ steps in [\d.]+ s \([\d.]+ episodes/s, [\d.]+ tokens/s\)", " ".join(text.split()))
+    # scripted agents generate no tokens: no column, no rate
+    assert main(["rollout", "refund_damaged_item", "--out", str(tmp_path / "oracle.jsonl"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if "scenario" in line and "eps" in line)
+    assert "tokens" not in header and "tokens/s" not in text

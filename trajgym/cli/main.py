@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--episodes", type=int, help="variations (seeds) per scenario (default 1)")
     r.add_argument("--trials", type=int, help="episodes per variation (default 1)")
     r.add_argument("--seed", type=int, help="job seed; episode seeds are derived from it (default 0)")
+    r.add_argument("--max-turns", type=int, metavar="N",
+                   help="end every episode after at most N turns (the scenario's own limit if lower)")
     r.add_argument("--concurrency", type=int, help="episodes in flight (default 8)")
     r.add_argument("--out", help="JSONL file to append trajectories to (required without --job)")
     r.add_argument("--resume", action="store_true",

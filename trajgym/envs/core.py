@@ -58,10 +58,13 @@ def _args_match(expected: dict[str, Any], actual: Any) -> bool:
 class Episode:
     """One running episode of a scenario instance."""
 
-    def __init__(self, instance: ScenarioInstance, *, trial: int = 0, episode_id_: str | None = None) -> None:
+    def __init__(self, instance: ScenarioInstance, *, trial: int = 0, episode_id_: str | None = None,
+                 max_turns: int | None = None) -> None:
         self.instance = instance
         spec = instance.spec
         self.spec = spec
+        self.max_turns = spec.limits.max_turns if max_turns is None else min(max_turns, spec.limits.max_turns)
+        """The turn limit: the scenario's ``limits.max_turns``, or a lower cap (a job's ``max_turns``)."""
         self.domain = instance.domain
         self.roles: list[str] = list(spec.roles)
         self.episode_id = episode_id_ or episode_id(spec.id, instance.seed, trial)
@@ -106,8 +109,8 @@ class Episode:
         )
 
     @classmethod
-    def start(cls, template: ScenarioTemplate, seed: int, *, trial: int = 0) -> Episode:
-        return cls(template.instantiate(seed), trial=trial)
+    def start(cls, template: ScenarioTemplate, seed: int, *, trial: int = 0, max_turns: int | None = None) -> Episode:
+        return cls(template.instantiate(seed), trial=trial, max_turns=max_turns)
 
     # ------------------------------------------------------------------------------------------
     # views
@@ -173,7 +176,7 @@ class Episode:
             self._apply(role, parsed, step)
         self.steps.append(step)
         self.turn += 1
-        if not self.done and self.turn >= self.spec.limits.max_turns:
+        if not self.done and self.turn >= self.max_turns:
             self.done, self.truncated, self.termination = True, True, "max_turns"
         if self.done:
             try:

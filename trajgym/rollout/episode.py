@@ -71,6 +71,7 @@ def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | 
         "termination": episode.termination,
         "infra_error": episode.infra_error,
         "truncated": episode.truncated,
+        "max_turns": episode.max_turns,
         "rewards": episode.rewards(),
         "outcome": outcome,
         "provenance": provenance(command),
@@ -80,7 +81,7 @@ def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | 
 
 
 def run_episode(template: ScenarioTemplate, seed: int, agents: dict[str, Agent], *, trial: int = 0,
-                command: str | None = None) -> dict[str, Any]:
-    """Instantiate, play and record one episode."""
-    episode = play(Episode.start(template, seed, trial=trial), agents)
+                command: str | None = None, max_turns: int | None = None) -> dict[str, Any]:
+    """Instantiate, play and record one episode (``max_turns`` caps the scenario's turn limit)."""
+    episode = play(Episode.start(template, seed, trial=trial, max_turns=max_turns), agents)
     return to_trajectory(episode, agents, command=command)

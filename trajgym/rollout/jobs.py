@@ -150,20 +150,26 @@ def _exclusive(path: Path) -> Iterator[None]:
 def finished_units(out: Path, units: list[WorkUnit]) -> set[UnitKey]:
     """Keys of the units of ``units`` that ``out`` holds with a normal ending. Refuses a file whose
     episodes of those units were played with another version of the scenario."""
-    hashes = {u.key: u.template.content_hash for u in units}
+    by_key = {u.key: u for u in units}
     done: set[UnitKey] = set()
     changed: set[str] = set()
+    limits: set[str] = set()
     for ep in iter_episodes(out, validate=False, skip_broken=True):
         key = unit_key(ep)
-        if key not in hashes or ep["termination"] == INFRA_ERROR:
+        if key not in by_key or ep["termination"] == INFRA_ERROR:
             continue
-        if ep["scenario_hash"] != hashes[key]:
+        if ep["scenario_hash"] != by_key[key].template.content_hash:
             changed.add(ep["scenario_id"])
+        if ep.get("max_turns") not in (None, by_key[key].turn_limit):  # files before max_turns: None
+            limits.add(f"{ep['scenario_id']} ({ep['max_turns']}, now {by_key[key].turn_limit})")
         done.add(key)
     if changed:
         raise TrajgymError(f"{out} holds episodes of another version of scenario(s) "
                            f"{', '.join(sorted(changed))} (their content hash differs); "
                            "resume with the same scenario files, or choose another output file")
+    if limits:
+        raise TrajgymError(f"{out} holds episodes played under another turn limit: {', '.join(sorted(limits))}; "
+                           "resume with the same --max-turns (job file: max_turns), or choose another output file")
     return done
 
 
@@ -197,7 +203,8 @@ def prepare_output(out: str | Path, units: list[WorkUnit], *, resume: bool) -> t
 async def play_unit(unit: WorkUnit, agents_factory: AgentsFactory, *, command: str | None = None) -> dict[str, Any]:
     """Play one unit with fresh agents; its trajectory record."""
     agents = agents_factory(unit.template)
-    episode = await aplay(Episode.start(unit.template, unit.seed, trial=unit.trial), agents)
+    episode = await aplay(Episode.start(unit.template, unit.seed, trial=unit.trial, max_turns=unit.max_turns),
+                          agents)
     try:
         return to_trajectory(episode, agents, command=command)
     finally:
@@ -316,6 +323,7 @@ class JobFile(_Strict):
     episodes: int = Field(1, ge=1, description="variations (seeds) per scenario")
     trials: int = Field(1, ge=1, description="episodes per variation")
     seed: int = Field(0, description="job seed; episode seeds are derived from it")
+    max_turns: int | None = Field(None, ge=1, description="cap on every scenario's limits.max_turns")
     concurrency: int = Field(8, ge=1, description="episodes in flight")
     output: str = Field(description="JSONL file to append trajectories to")
     backend: Literal["local", "ray"] = "local"
@@ -343,6 +351,7 @@ class Job:
     episodes: int = 1
     trials: int = 1
     seed: int = 0
+    max_turns: int | None = None
     concurrency: int = 8
     output: Path = Path("rollout.jsonl")
     backend: str = "local"
@@ -350,7 +359,7 @@ class Job:
     ray_batch_size: int = 4
 
     def units(self) -> list[WorkUnit]:
-        return plan(self.templates, self.episodes, self.seed, self.trials)
+        return plan(self.templates, self.episodes, self.seed, self.trials, self.max_turns)
 
 
 def load_job(path: str | Path) -> Job:
@@ -381,8 +390,9 @@ def load_job(path: str | Path) -> Job:
     if problems:
         raise JobFileError(problems)
     return Job(templates=[load(f) for f in files], agents=AgentSpec(roles), episodes=spec.episodes,
-               trials=spec.trials, seed=spec.seed, concurrency=spec.concurrency, output=base / spec.output,
-               backend=spec.backend, ray_address=spec.ray.address, ray_batch_size=spec.ray.batch_size)
+               trials=spec.trials, seed=spec.seed, max_turns=spec.max_turns, concurrency=spec.concurrency,
+               output=base / spec.output, backend=spec.backend, ray_address=spec.ray.address,
+               ray_batch_size=spec.ray.batch_size)
 
 
 def batches(units: list[WorkUnit], size: int) -> list[list[WorkUnit]]:

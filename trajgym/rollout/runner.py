@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgym.agents import Agent, default_agent, make_agent
+from trajgym.errors import TrajgymError
 from trajgym.rollout.episode import run_episode
 from trajgym.scenario.loader import ScenarioTemplate
 from trajgym.seeding import stable_seed
@@ -21,17 +22,29 @@ class WorkUnit:
     template: ScenarioTemplate
     seed: int
     trial: int = 0
+    max_turns: int | None = None
+    """A cap on the scenario's ``limits.max_turns`` (a job's ``max_turns``); None keeps the scenario's."""
 
     @property
     def key(self) -> UnitKey:
         """The unit's stable key, (scenario_id, seed, trial): the same fields of its trajectory."""
         return (self.template.id, self.seed, self.trial)
 
+    @property
+    def turn_limit(self) -> int:
+        """The turn limit its episode runs under (what its trajectory records as ``max_turns``)."""
+        limit = self.template.spec.limits.max_turns
+        return limit if self.max_turns is None else min(limit, self.max_turns)
 
-def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials: int = 1) -> list[WorkUnit]:
-    """``episodes`` variations of every scenario, each played ``trials`` times."""
+
+def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials: int = 1,
+         max_turns: int | None = None) -> list[WorkUnit]:
+    """``episodes`` variations of every scenario, each played ``trials`` times (``max_turns``, if
+    given, caps every scenario's turn limit)."""
+    if max_turns is not None and max_turns < 1:
+        raise TrajgymError(f"max_turns must be at least 1, got {max_turns}")
     return [
-        WorkUnit(t, stable_seed("job", seed, t.id, i), trial)
+        WorkUnit(t, stable_seed("job", seed, t.id, i), trial, max_turns)
         for t in templates for i in range(episodes) for trial in range(trials)
     ]
 
@@ -49,6 +62,17 @@ def customer_persona(traj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def completion_tokens(traj: dict[str, Any]) -> int:
+    """Tokens the model agents generated in an episode (their servers' reported usage)."""
+    total = 0
+    for step in traj["steps"]:
+        usage = (step.get("generation") or {}).get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        if isinstance(tokens, int):
+            total += tokens
+    return total
+
+
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -61,6 +85,8 @@ class ScenarioSummary:
     tool_calls: int = 0
     faults: int = 0
     malformed: int = 0
+    tokens: int = 0
+    """Tokens the model agents generated."""
     terminations: dict[str, int] = field(default_factory=dict)
     personas: dict[str, dict[str, int]] = field(default_factory=dict)
     """Customer personas played, counted per trait: ``{"mood": {"calm": 3, "angry": 1}, ...}``."""
@@ -72,6 +98,7 @@ class ScenarioSummary:
         self.tool_calls += sum(len(s["tool_calls"]) for s in traj["steps"])
         self.faults += len(traj["faults"])
         self.malformed += sum(1 for s in traj["steps"] if s["error"])
+        self.tokens += completion_tokens(traj)
         _count(self.terminations, traj["termination"])
         persona = customer_persona(traj) or {}
         for trait in PERSONA_TRAITS:
@@ -86,6 +113,7 @@ class ScenarioSummary:
         self.tool_calls += other.tool_calls
         self.faults += other.faults
         self.malformed += other.malformed
+        self.tokens += other.tokens
         for k, v in other.terminations.items():
             _count(self.terminations, k, v)
         for trait, counts in other.personas.items():
@@ -116,7 +144,7 @@ def run(units: list[WorkUnit], out: str | Path, *, support: str = "oracle", comm
     with TrajectoryWriter(out, fsync=fsync) as writer:
         for unit in units:
             traj = run_episode(unit.template, unit.seed, agents_for(unit.template, support),
-                               trial=unit.trial, command=command)
+                               trial=unit.trial, command=command, max_turns=unit.max_turns)
             writer.write(traj)
             summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
             if on_episode is not None:

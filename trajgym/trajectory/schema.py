@@ -132,6 +132,9 @@ class Trajectory(_M):
         default=None, description="why the infrastructure failed; such episodes are not scored and are run again"
     )
     truncated: bool
+    max_turns: int | None = Field(
+        default=None, description="the turn limit the episode ran under: the scenario's limits.max_turns, or a "
+                                  "job's lower cap (--max-turns)")
     rewards: dict[str, float]
     outcome: Outcome
     provenance: Provenance
