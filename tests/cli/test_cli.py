@@ -62,6 +62,7 @@ def test_schema_trajectory_is_json_schema(capsys: pytest.CaptureFixture[str]) ->
     ["rollout", "no_such_scenario", "--out", "x.jsonl"],
     ["rollout", "refund_damaged_item", "--agent", "gpt", "--out", "x.jsonl"],
     ["show", "missing.jsonl"],
+    ["rollout", "refund_damaged_item", "--agent", "openai", "--request-timeout", "0", "--out", "x.jsonl"],
 ])
 def test_bad_input_is_one_clear_line_without_traceback(argv: list[str], tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "trajgym", *argv], capture_output=True, text=True,
@@ -86,12 +87,12 @@ def test_rollout_with_a_model_agent_from_the_command_line(tmp_path: Path) -> Non
         out = tmp_path / "llm.jsonl"
         code = main(["rollout", "refund_damaged_item", "--agent", "openai", "--base-url", server.base_url,
                      "--model", "fake", "--tool-choice", "auto", "--temperature", "0", "--episodes", "2",
-                     "--concurrency", "2", "--out", str(out), "--no-progress"])
+                     "--request-timeout", "30", "--concurrency", "2", "--out", str(out), "--no-progress"])
         assert code == 0
         episodes = read(out)
         assert len(episodes) == 2 and all(e.outcome.success for e in episodes)
         support = next(a for a in episodes[0].agents if a.role == "support")
-        assert support.kind == "openai" and support.model == "fake"
+        assert support.kind == "openai" and support.model == "fake" and support.config["timeout_s"] == 30
         steps = [s for s in episodes[0].steps if s.role == "support"]
         assert all(s.generation and s.generation["token_ids"] and s.generation["logprobs"] for s in steps)
         assert steps[0].generation is not None and steps[0].generation["sampling"]["temperature"] == 0

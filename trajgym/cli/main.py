@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--strict", action="store_true", help='send "strict": true on every tool schema')
     m.add_argument("--temperature", type=float, help="sampling temperature")
     m.add_argument("--max-tokens", type=int, help="most tokens per model answer")
+    m.add_argument("--request-timeout", type=float, metavar="S",
+                   help="seconds a request to the model server may take before it is retried (default 120; openai, llm_customer)")
     m.add_argument("--customer", help="who plays the customer: scripted_customer (default) or llm_customer")
     m.add_argument("--customer-base-url", help="server of the LLM customer (default: --base-url)")
     m.add_argument("--customer-model", help="model of the LLM customer (default: --model)")

@@ -50,6 +50,10 @@ def _model_options(args: argparse.Namespace, agent: str, *, customer: bool = Fal
         options["tool_choice"] = args.tool_choice
     if args.strict and agent in SERVER_AGENTS:
         options["strict"] = True
+    if args.request_timeout is not None and agent in SERVER_AGENTS:
+        if args.request_timeout <= 0:
+            raise TrajgymError("--request-timeout must be more than 0 seconds")
+        options["timeout_s"] = args.request_timeout
     sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens))
                 if v is not None}
     if sampling:
