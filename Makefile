@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup demo demo-llm test test-quick lint bench clean hf-setup vllm-setup embed-setup
+.PHONY: setup demo demo-oracle test test-quick lint bench clean hf-setup vllm-setup embed-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Set up, then play every built-in scenario (3 variations each) with the oracle agent and print a summary.
-demo: $(STAMP)
+# The fast option: set up, then play every built-in scenario (3 variations each) with the oracle agent (seconds).
+demo-oracle: $(STAMP)
 	@mkdir -p runs
-	@rm -f runs/demo.jsonl
-	$(BIN)/trajgym rollout --episodes 3 --seed 0 --out runs/demo.jsonl
-	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl"
+	@rm -f runs/demo-oracle.jsonl
+	$(BIN)/trajgym rollout --episodes 3 --seed 0 --out runs/demo-oracle.jsonl
+	@echo "see an episode: $(BIN)/trajgym show runs/demo-oracle.jsonl"
 
 # Set up, lint, type-check and run the whole test suite.
 test: $(STAMP) lint
@@ -72,12 +72,14 @@ $(VLLM_STAMP):
 
 vllm-setup: $(VLLM_STAMP)
 
-# The real thing: set up vLLM (CPU) and the model tools, convert the bundled SmolLM2-135M, serve it with
-# vLLM and let SmolLM2 agents and simulated customers play every built-in scenario (minutes, not seconds).
-demo-llm: $(HF_STAMP) $(VLLM_STAMP)
+# The demo, the real thing: set up the model tools and vLLM (CPU), convert the bundled SmolLM2-135M, serve it
+# with vLLM and let SmolLM2 play support and the customer in every built-in scenario (one episode each, at most
+# 12 turns, all in flight at once), then print the summary table and the persona mix (minutes on 2 cores).
+demo: $(HF_STAMP) $(VLLM_STAMP)
 	@mkdir -p runs
-	@rm -f runs/demo-llm.jsonl
-	$(BIN)/python -m trajgym.serving.demo runs/demo-llm.jsonl
+	@rm -f runs/demo.jsonl
+	$(BIN)/python -m trajgym.serving.demo runs/demo.jsonl
+	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
