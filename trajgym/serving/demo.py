@@ -6,8 +6,8 @@ table (episodes, success, faults met, tokens/s) and the customer persona mix, an
 
 Every episode of the job is in flight at once (vLLM's continuous batching gives its best tokens/s
 with the most requests in flight), and each is cut after ``--max-turns`` turns, so the demo takes
-minutes on two CPU cores rather than the better part of an hour. ``make demo-oracle`` is the fast
-run with the scripted oracle instead of a model.
+minutes on two CPU cores (about 7 when other jobs share them) rather than the better part of an
+hour. ``make demo-oracle`` is the fast run with the scripted oracle instead of a model.
 """
 
 from __future__ import annotations
