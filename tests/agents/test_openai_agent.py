@@ -19,6 +19,7 @@ from trajgym.agents import (
     ScriptedCustomer,
     make_agent,
 )
+from trajgym.agents.chat import _replies_as_text
 from trajgym.agents.openai_agent import close_client_session
 from trajgym.agents.toolcalls import parse_text_tool_calls
 from trajgym.envs.core import Episode
@@ -327,3 +328,26 @@ def test_llm_customer_follows_a_goal_change(literal: bool, server: FakeOpenAI,
     else:
         assert fired["generation"]["backend"] == "openai"
         assert fired["generation"]["response_id"] == f"chatcmpl-{before + 1}"  # answered requests[before]
+
+
+def test_a_model_forced_to_call_tools_talks_through_the_reply_tool(server: FakeOpenAI,
+                                                                   templates: dict[str, ScenarioTemplate]) -> None:
+    support = support_agent(server, tool_choice="required")
+    customer = LLMCustomer(base_url=server.base_url, model="fake-model", retries=2, backoff_s=0.01,
+                           tool_choice="required")
+    traj = play(templates["refund_damaged_item"], {"support": support, "customer": customer})
+    assert traj["outcome"]["success"], traj["outcome"]
+    assert all("send_message" in {t["function"]["name"] for t in r["tools"]} for r in server.requests)
+    answers = [m for r in server.requests for m in r["messages"] if m["role"] == "assistant"]
+    assert answers and not any(c["function"]["name"] == "send_message" for m in answers
+                               for c in m.get("tool_calls") or [])  # the history holds them as text
+    support_said = [s["message"] for s in traj["steps"] if s["role"] == "support" and s["message"]]
+    assert support_said[0].startswith("Sorry about that!") and "refunded" in support_said[-1]
+    assert not any(tc["name"] == "send_message" for s in traj["steps"] for tc in s["tool_calls"])
+    assert all(s["error"] is None for s in traj["steps"])
+    assert {a["role"]: a["config"]["reply_tool"] for a in traj["agents"] if a["role"] != "supervisor"} == {
+        "support": True, "customer": True}
+    # auto: no reply tool offered, and a broken reply call stays a call for the env to judge
+    assert support_agent(server).tools_of({"tools": [{"x": 1}]}) == [{"x": 1}]
+    text, calls = _replies_as_text(None, [{"function": {"name": "send_message", "arguments": "{oops"}}])
+    assert text is None and len(calls) == 1

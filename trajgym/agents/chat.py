@@ -19,6 +19,22 @@ from trajgym.errors import TrajgymError
 
 TOOL_CHOICES = (None, "auto", "required", "none")
 
+REPLY_TOOL = "send_message"
+REPLY_SPEC: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": REPLY_TOOL,
+        "description": "Send a chat message to the person you are talking with: ask a question, "
+                       "give an answer, confirm what you did.",
+        "parameters": {"type": "object", "properties": {"content": {"type": "string",
+                                                                    "description": "the message"}},
+                       "required": ["content"], "additionalProperties": False},
+    },
+}
+"""A tool that is a chat message. A model forced to call tools (``tool_choice="required"``, which
+small models need to call tools at all) could otherwise never talk; a call to it becomes the
+answer's message, never a tool call the env sees."""
+
 
 def check_sampling(sampling: dict[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
     """A copy of ``sampling``; a clear error for a setting the backend does not know."""
@@ -43,13 +59,20 @@ class ChatAgent(Agent):
     Args:
         text_tool_calls: also read ``<tool_call>{...}</tool_call>`` blocks in the answer's text.
         name: the agent's name in the trajectory (default its kind).
+        reply_tool: offer :data:`REPLY_TOOL` with the role's tools, its calls read as the answer's
+            message (default: when ``tool_choice`` is ``"required"``).
     """
 
-    def __init__(self, *, text_tool_calls: bool = True, name: str | None = None) -> None:
+    tool_choice: str | None = None
+
+    def __init__(self, *, text_tool_calls: bool = True, name: str | None = None,
+                 reply_tool: bool | None = None) -> None:
         if name:
             self.name = name
         super().__init__()
         self.text_tool_calls = text_tool_calls
+        self.reply_tool = reply_tool
+        self._with_reply: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self.history: list[dict[str, Any]] = []
         self.calls = 0
 
@@ -57,6 +80,20 @@ class ChatAgent(Agent):
         self.history = []
         self.calls = 0
         self.generation = None
+
+    @property
+    def replies_by_tool(self) -> bool:
+        return self.reply_tool if self.reply_tool is not None else self.tool_choice == "required"
+
+    def tools_of(self, info: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tool schemas to offer the model: the role's, plus :data:`REPLY_SPEC` when
+        :attr:`replies_by_tool` (the same list object for the same role's tools, so encodings cache)."""
+        tools: list[dict[str, Any]] = info.get("tools") or []
+        if not tools or not self.replies_by_tool:
+            return tools
+        if self._with_reply is None or self._with_reply[0] is not tools:
+            self._with_reply = (tools, [*tools, REPLY_SPEC])
+        return self._with_reply[1]
 
     def observe(self, messages: list[dict[str, Any]]) -> None:
         """Add the env's new messages for this role to the history."""
@@ -81,6 +118,8 @@ class ChatAgent(Agent):
         if not calls and self.text_tool_calls and isinstance(content, str) and has_text_tool_calls(content):
             text, calls = parse_text_tool_calls(content, id_prefix=f"call_{self.calls}")
             fmt = "text"
+        if calls and self.replies_by_tool:
+            text, calls = _replies_as_text(text, calls)
         action_msg: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             action_msg["tool_calls"] = [_clean_call(c, f"call_{self.calls}_{k}") for k, c in enumerate(calls)]
@@ -100,6 +139,26 @@ class ChatAgent(Agent):
             self.history.append({"role": "assistant", "content": raw if raw is not None else action})
             return
         self.history.append(action_msg)
+
+
+def _replies_as_text(text: str | None, calls: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """Calls of :data:`REPLY_TOOL` with a readable ``content`` become the message's text; anything
+    else (other tools, a reply call with broken arguments) stays a call, for the env to judge."""
+    said: list[str] = [text] if isinstance(text, str) and text.strip() else []
+    rest = []
+    for call in calls:
+        fn = call.get("function") or {}
+        if fn.get("name") == REPLY_TOOL:
+            args = fn.get("arguments", "{}")
+            try:
+                parsed = json.loads(args) if isinstance(args, str) else args
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and isinstance(parsed.get("content"), str) and parsed["content"].strip():
+                said.append(parsed["content"])
+                continue
+        rest.append(call)
+    return ("\n".join(said) if said else None), rest
 
 
 def _clean_call(call: dict[str, Any], default_id: str) -> dict[str, Any]:

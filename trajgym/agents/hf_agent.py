@@ -168,8 +168,8 @@ class HFAgent(ChatAgent):
     def __init__(self, *, model: str | os.PathLike[str] | None = None,
                  sampling: dict[str, Any] | None = None, tool_choice: str | None = "auto",
                  dtype: Dtype = "auto", device: str | None = None, logprobs: LogprobsMode = "raw",
-                 text_tool_calls: bool = True, name: str | None = None) -> None:
-        super().__init__(text_tool_calls=text_tool_calls, name=name)
+                 text_tool_calls: bool = True, name: str | None = None, reply_tool: bool | None = None) -> None:
+        super().__init__(text_tool_calls=text_tool_calls, name=name, reply_tool=reply_tool)
         self.sampling = {**DEFAULT_SAMPLING, **check_sampling(sampling, SAMPLING_KEYS)}
         if not isinstance(self.sampling["max_tokens"], int) or self.sampling["max_tokens"] < 1:
             raise TrajgymError(f"hf agent: sampling max_tokens must be a positive integer, "
@@ -201,7 +201,7 @@ class HFAgent(ChatAgent):
 
     def config(self) -> dict[str, Any]:
         return {"model": self.model, "sampling": dict(self.sampling), "tool_choice": self.tool_choice,
-                "dtype": self.dtype, "device": self.device, "logprobs": self.logprobs_mode,
+                "reply_tool": self.replies_by_tool, "dtype": self.dtype, "device": self.device, "logprobs": self.logprobs_mode,
                 "text_tool_calls": self.text_tool_calls}
 
     def reset(self, ctx: AgentContext) -> None:
@@ -222,7 +222,7 @@ class HFAgent(ChatAgent):
 
     def _request(self, info: dict[str, Any]) -> _Request:
         self.calls += 1
-        tools = (info.get("tools") or None) if self.tool_choice != "none" else None
+        tools = (self.tools_of(info) or None) if self.tool_choice != "none" else None
         prefill = TOOL_CALL_PREFILL if tools and self.tool_choice == "required" else ""
         seed = stable_seed("hf", self.episode_seed, self.sampling.get("seed"), self.role, self.calls)
         return _Request(list(self.history), tools, prefill, seed)

@@ -144,6 +144,8 @@ class OpenAIAgent(ChatAgent):
         strict: mark every function ``"strict": true`` (structured outputs).
         timeout_s: per-request timeout; retries: attempts per request; backoff_s: first retry delay.
         text_tool_calls: also parse ``<tool_call>`` blocks in the content.
+        reply_tool: offer a ``send_message`` tool whose calls are chat messages (default: with
+            ``tool_choice="required"``, so a forced model can still talk).
     """
 
     kind = "openai"
@@ -154,8 +156,8 @@ class OpenAIAgent(ChatAgent):
                  retries: int = 5, backoff_s: float = 1.0, text_tool_calls: bool = True,
                  logprobs: bool = True, return_token_ids: bool = True,
                  extra_body: dict[str, Any] | None = None, request_seeds: bool = True,
-                 name: str | None = None) -> None:
-        super().__init__(text_tool_calls=text_tool_calls, name=name)
+                 name: str | None = None, reply_tool: bool | None = None) -> None:
+        super().__init__(text_tool_calls=text_tool_calls, name=name, reply_tool=reply_tool)
         self.tool_choice = check_tool_choice(tool_choice)
         self.sampling: dict[str, Any] = check_sampling(sampling, SAMPLING_KEYS)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://localhost:8000/v1"
@@ -177,7 +179,7 @@ class OpenAIAgent(ChatAgent):
 
     def config(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "model": self.model, "sampling": dict(self.sampling),
-                "tool_choice": self.tool_choice, "strict": self.strict,
+                "tool_choice": self.tool_choice, "strict": self.strict, "reply_tool": self.replies_by_tool,
                 "timeout_s": self.timeout_s, "retries": self.retries,
                 "text_tool_calls": self.text_tool_calls, "request_seeds": self.request_seeds}
 
@@ -221,7 +223,7 @@ class OpenAIAgent(ChatAgent):
 
     def request_body(self, info: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.history, **self.request_sampling(info)}
-        tools = info.get("tools") or []
+        tools = self.tools_of(info)
         if tools:
             body["tools"] = self.tools_for_request(tools)
             if self.tool_choice is not None:
@@ -241,7 +243,7 @@ class OpenAIAgent(ChatAgent):
             self._encoded = []
         self._encoded.extend(json.dumps(m) for m in self.history[len(self._encoded):])
         head: dict[str, Any] = {"model": self.model, **self.request_sampling(info)}
-        tools = info.get("tools") or []
+        tools = self.tools_of(info)
         if tools and self.tool_choice is not None:
             head["tool_choice"] = self.tool_choice
         if self.logprobs:
