@@ -117,7 +117,7 @@ async def agent_level(template: Any, base_url: str, level: int, episodes: int, s
             for step in traj["steps"]:
                 gen = step["generation"]
                 if step["role"] == "support" and gen:
-                    latencies.append(gen["latency_ms"] / 1000)
+                    latencies.append(gen["wall_latency_ms"] / 1000)
             ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
             if bodies is not None and not bodies:
                 bodies.extend(_requests_of(traj, support))

@@ -76,7 +76,7 @@ def test_full_episode_records_generation(tool_format: str, server: FakeOpenAI,
         assert gen["prompt_token_ids"] and gen["token_ids"]
         assert len(gen["logprobs"]) == len(gen["token_ids"])
         assert gen["usage"]["completion_tokens"] == len(gen["token_ids"])
-        assert gen["finish_reason"] in ("stop", "tool_calls") and gen["latency_ms"] >= 0
+        assert gen["finish_reason"] in ("stop", "tool_calls") and gen["wall_latency_ms"] >= 0
     assert {s["generation"]["tool_call_format"] for s in support_steps} == {None, tool_format}
     # the request carries the whole history, the tools (strict) and the sampling settings
     last = server.requests[-1]

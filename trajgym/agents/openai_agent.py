@@ -285,7 +285,7 @@ class OpenAIAgent(ChatAgent):
             "logprobs": [t.get("logprob") for t in content_lp] if content_lp else None,
             "finish_reason": choice.get("finish_reason"),
             "usage": data.get("usage"),
-            "latency_ms": round(latency_ms, 3),
+            "wall_latency_ms": round(latency_ms, 3),  # wall clock: dropped by strip_wall
             "tool_call_format": fmt,
             "raw_content": (choice.get("message") or {}).get("content"),
             "response_id": data.get("id"),
