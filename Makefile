@@ -20,7 +20,9 @@ demo-oracle: $(STAMP)
 	@mkdir -p runs
 	@rm -f runs/demo-oracle.jsonl
 	$(BIN)/trajgym rollout --episodes 3 --seed 0 --out runs/demo-oracle.jsonl
-	@echo "see an episode: $(BIN)/trajgym show runs/demo-oracle.jsonl"
+	$(BIN)/trajgym score runs/demo-oracle.jsonl --out runs/demo-oracle-scored.jsonl --no-progress
+	$(BIN)/trajgym report runs/demo-oracle-scored.jsonl --out runs/demo-oracle-report.html
+	@echo "see an episode: $(BIN)/trajgym show runs/demo-oracle.jsonl; the report: runs/demo-oracle-report.html"
 
 # Set up, lint, type-check and run the whole test suite.
 test: $(STAMP) lint
@@ -79,7 +81,9 @@ demo: $(HF_STAMP) $(VLLM_STAMP)
 	@mkdir -p runs
 	@rm -f runs/demo.jsonl
 	$(BIN)/python -m trajgym.serving.demo runs/demo.jsonl
-	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl"
+	$(BIN)/trajgym score runs/demo.jsonl --out runs/demo-scored.jsonl --no-progress
+	$(BIN)/trajgym report runs/demo-scored.jsonl --out runs/demo-report.html
+	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl; the report: runs/demo-report.html"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
