@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import BUILTIN
 
 from trajgym.scenario.loader import ScenarioTemplate, load
+from trajgym.serving.errors import ServingError
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,21 @@ def converted_model() -> Path:
     from trajgym.serving.convert import convert_bundled_model
 
     return convert_bundled_model()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(converted_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real vLLM server on the converted bundled model, shared by every test directory (serving, the
+    model-based scorers), so a test session (an xdist worker) starts at most one. Skips without
+    ``.venv-vllm`` (``make vllm-setup``); fails instead with ``TRAJGYM_REQUIRE_VLLM=1``."""
+    from trajgym.serving.server import VLLMServer, find_vllm_python
+
+    try:
+        find_vllm_python()
+    except ServingError as exc:
+        if os.environ.get("TRAJGYM_REQUIRE_VLLM") == "1":
+            pytest.fail(f"TRAJGYM_REQUIRE_VLLM=1 but {exc}")
+        pytest.skip(str(exc))
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    with VLLMServer(converted_model, log_path=log, startup_timeout=600, max_model_len=8192) as server:
+        yield server
