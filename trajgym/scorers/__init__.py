@@ -6,6 +6,7 @@ Importing this package registers the built-in scorers: the rule-based ``outcome`
 """
 
 from trajgym.scorers import blame as blame  # registers 'simulator'
+from trajgym.scorers import llm_judge as llm_judge  # registers 'llm_judge'
 from trajgym.scorers.base import (
     BLAMES,
     SCORERS,
