@@ -7,6 +7,7 @@ Importing this package registers the built-in scorers: the rule-based ``outcome`
 
 from trajgym.scorers import blame as blame  # registers 'simulator'
 from trajgym.scorers import llm_judge as llm_judge  # registers 'llm_judge'
+from trajgym.scorers import reward_model as reward_model  # registers 'reward_model'
 from trajgym.scorers.base import (
     BLAMES,
     SCORERS,
