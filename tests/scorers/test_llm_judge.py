@@ -250,6 +250,7 @@ def test_a_malformed_verdict_is_asked_for_again(server: JudgeServer, flaky: Traj
     server.answers = [("The agent was good.", "stop"), ('{"reason": "good", "score": 2}', "stop")]
     result = run(judge(server).ascore(flaky, CTX))
     assert result.score == 0.25 and result.details["repairs"] == 1
+    assert result.details["usage"] == {"prompt_tokens": 200, "completion_tokens": 24}  # both answers
     retry = server.requests[1]["messages"]
     assert retry[:2] == server.requests[0]["messages"]
     assert retry[2] == {"role": "assistant", "content": "The agent was good."}

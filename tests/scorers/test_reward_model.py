@@ -204,7 +204,9 @@ def test_the_pipeline_runs_the_reward_model_from_a_config(tiny: Path, episodes: 
     config = ScoringConfig.model_validate({"scorers": {"reward_model": {"options": {
         "model": str(tiny), "max_length": 128, "batch_size": 4}}}, "success_from": "reward_model"})
     out = tmp_path / "scored.jsonl"
-    score_files([source], out, Scoring(config, build_scorers(config)), concurrency=8)
+    active = build_scorers(config)
+    score_files([source], out, Scoring(config, active), concurrency=8)
+    assert active[0].scorer._loaded is None  # type: ignore[attr-defined]  # the run's end freed the model
     scored = {rec.trajectory.trial: rec for rec in iter_scored(out)}  # oracle and random share episode ids
     direct = RewardModel(model=str(tiny), max_length=128).score_batch(episodes)
     for trial, result in enumerate(direct):

@@ -268,24 +268,29 @@ class LLMJudge(Scorer):
         state = self._state()
         async with state.gate:
             model = await self._model(state)
-            verdict, answers, data = await self._ask(messages, model, traj)
+            verdict, answers, data, usage = await self._ask(messages, model, traj)
         raw = verdict["score"]
         return ScoreResult(score=(raw - 1) / (self.scale - 1), details={
             "raw_score": raw, "scale": self.scale, "reason": verdict["reason"], "verdict": verdict,
             "model": data.get("model") or model, "prompt_hash": self.prompt_hash, "repairs": answers - 1,
-            "usage": data.get("usage"), **cut})
+            "usage": usage, **cut})
 
     async def _ask(self, messages: list[dict[str, Any]], model: str,
-                   traj: Trajectory) -> tuple[dict[str, Any], int, dict[str, Any]]:
-        """Ask until the answer is a verdict: (verdict, answers asked for, the last response)."""
+                   traj: Trajectory) -> tuple[dict[str, Any], int, dict[str, Any], dict[str, int]]:
+        """Ask until the answer is a verdict: (verdict, answers asked for, the last response, the
+        tokens of every answer together)."""
         problem = ""
         content = ""
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
         for attempt in range(1, self.repairs + 2):
             data = await self._chat(self.request_body(messages, model))
+            for key in usage:
+                usage[key] += int((data.get("usage") or {}).get(key) or 0)
             choice = data["choices"][0]
             content = (choice.get("message") or {}).get("content") or ""
             try:
-                return parse_verdict(content, self.scale, cut_off=choice.get("finish_reason") == "length"), attempt, data
+                cut_off = choice.get("finish_reason") == "length"
+                return parse_verdict(content, self.scale, cut_off=cut_off), attempt, data, usage
             except VerdictError as exc:
                 problem = str(exc)
                 log.info("judge %s: malformed verdict for episode %s (%s), attempt %d of %d", model,

@@ -219,6 +219,11 @@ class RewardModel(Scorer):
             self._worker = loop.create_task(self._drain())
         return await future
 
+    async def aclose(self) -> None:
+        """Drop the loaded model (it is loaded again if the scorer is used again)."""
+        with self._lock:
+            self._loaded = None
+
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the other scorings started with this one queue up
         while self._queue:
