@@ -2,12 +2,11 @@
 
 See :mod:`trajgym.scorers.base` for the scorer contract and the registry.
 Importing this package registers the built-in scorers: the rule-based ``outcome``, ``milestones``,
-``minefields``, ``policy``, ``recovery`` and ``efficiency``, and ``simulator``.
+``minefields``, ``policy``, ``recovery`` and ``efficiency``, ``simulator``, and the model-based
+``llm_judge`` and ``reward_model`` (whose torch and transformers load only when it scores).
 """
 
 from trajgym.scorers import blame as blame  # registers 'simulator'
-from trajgym.scorers import llm_judge as llm_judge  # registers 'llm_judge'
-from trajgym.scorers import reward_model as reward_model  # registers 'reward_model'
 from trajgym.scorers.base import (
     BLAMES,
     SCORERS,
@@ -21,11 +20,13 @@ from trajgym.scorers.base import (
     register,
 )
 from trajgym.scorers.efficiency import EfficiencyScorer
+from trajgym.scorers.llm_judge import LLMJudge
 from trajgym.scorers.milestones import MilestonesScorer, MinefieldsScorer
 from trajgym.scorers.outcome import OutcomeScorer
 from trajgym.scorers.policy import PolicyScorer
 from trajgym.scorers.recovery import RecoveryScorer
+from trajgym.scorers.reward_model import RewardModel
 
-__all__ = ["BLAMES", "SCORERS", "Blame", "EfficiencyScorer", "Finding", "MilestonesScorer", "MinefieldsScorer",
-           "OutcomeScorer", "PolicyScorer", "RecoveryScorer", "ScoreResult", "Scorer", "ScorerError",
-           "ScoringContext", "get_scorer", "register"]
+__all__ = ["BLAMES", "SCORERS", "Blame", "EfficiencyScorer", "Finding", "LLMJudge", "MilestonesScorer",
+           "MinefieldsScorer", "OutcomeScorer", "PolicyScorer", "RecoveryScorer", "RewardModel", "ScoreResult",
+           "Scorer", "ScorerError", "ScoringContext", "get_scorer", "register"]
