@@ -4,8 +4,10 @@ loaded as a sequence classifier (slow, real weights, a freshly initialised head)
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -25,8 +27,12 @@ from trajgym.scorers.reward_model import RewardModel
 from trajgym.trajectory.schema import Trajectory
 from trajgym.trajectory.store import TrajectoryWriter
 
-pytest.importorskip("torch", reason="the reward model needs the hf extra: make hf-setup")
-pytest.importorskip("transformers", reason="the reward model needs the hf extra: make hf-setup")
+for _module in ("torch", "transformers", "tokenizers"):
+    if importlib.util.find_spec(_module) is None:
+        _reason = f"{_module} is not installed: the reward model needs the hf extra (make hf-setup)"
+        if os.environ.get("TRAJGYM_REQUIRE_HF") == "1":
+            pytest.fail(f"TRAJGYM_REQUIRE_HF=1 but {_reason}", pytrace=False)
+        pytest.skip(_reason, allow_module_level=True)
 
 log = logging.getLogger(__name__)
 CTX = ScoringContext()
