@@ -57,3 +57,11 @@ def vllm_server(converted_model: Path, tmp_path_factory: pytest.TempPathFactory)
     log = tmp_path_factory.mktemp("vllm") / "vllm.log"
     with VLLMServer(converted_model, log_path=log, startup_timeout=600, max_model_len=8192) as server:
         yield server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on the real vLLM server runs on one xdist worker (``make test`` passes
+    ``--dist loadgroup``), so a test session starts one server, not one per worker."""
+    for item in items:
+        if "vllm_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("vllm"))
