@@ -115,6 +115,25 @@ def test_scores_ranks_and_pass_k(rollouts: dict[str, Path], tmp_path: Path) -> N
         assert set(summary.pass_k[scenario]) == set(range(1, 7))
 
 
+def test_each_scored_line_is_its_record_as_pydantic_writes_it(rollouts: dict[str, Path], tmp_path: Path) -> None:
+    # ranks are spliced into lines written before the ranks were known: the result must be the line
+    # pydantic writes for the ranked record, for scored and excluded episodes alike
+    lines = rollouts["random"].read_text().splitlines()
+    excluded = json.loads(lines[0])
+    excluded["termination"], excluded["infra_error"] = "infra_error", "model server down"
+    job = tmp_path / "job.jsonl"
+    job.write_text("\n".join([json.dumps(excluded), *lines[1:]]) + "\n")
+    config, scorers = load_scoring_config(_config_file(tmp_path, CONFIG))
+    out = tmp_path / "scored.jsonl"
+    score_files([job, rollouts["oracle"]], out, Scoring(config, scorers))
+    written = out.read_text().splitlines()
+    recs = list(iter_scored(out))
+    assert len(written) == len(recs) == 2 * len(lines)
+    assert {r.group_size for r in recs} == {0, 5, 6} and sum(r.rank is None for r in recs) == 1
+    for line, rec in zip(written, recs, strict=True):
+        assert line == rec.model_dump_json()
+
+
 def test_the_input_is_never_touched(rollouts: dict[str, Path], tmp_path: Path) -> None:
     before = rollouts["oracle"].read_bytes()
     config, scorers = load_scoring_config(_config_file(tmp_path, CONFIG))

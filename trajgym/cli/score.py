@@ -11,8 +11,9 @@ from rich.table import Table
 
 from trajgym.scorers.base import ScoringContext
 from trajgym.scorers.config import load_scoring_config
-from trajgym.scorers.pipeline import Scoring, ScoringSummary, score_files
+from trajgym.scorers.pipeline import Scoring, score_files
 from trajgym.scorers.records import ScoredTrajectory
+from trajgym.scorers.writer import ScoringSummary
 
 MAX_K_COLUMNS = 4
 

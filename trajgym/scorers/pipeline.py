@@ -13,37 +13,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trajgym.errors import TrajectoryFileError, TrajgymError
 from trajgym.scorers.base import Blame, ScoreResult, ScoringContext
 from trajgym.scorers.blame import attribute
 from trajgym.scorers.config import ActiveScorer, ScoringConfig
-from trajgym.scorers.rank import combine, pass_hat_k_by_scenario, ranks
+from trajgym.scorers.rank import combine
 from trajgym.scorers.records import ScoredTrajectory, group_key
+from trajgym.scorers.writer import RankTail, ScoredFileWriter, ScoringSummary
 from trajgym.trajectory.schema import Trajectory
-from trajgym.trajectory.store import INFRA_ERROR, unit_key
+from trajgym.trajectory.store import INFRA_ERROR
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ScoringSummary:
-    """What a scoring run found, for the CLI's table (the report shows much more)."""
+class _Unit(BaseModel):
+    """What picks the lines to score: a trajectory line's work unit and ending. The rest of the line
+    is checked by the JSON parser but never built into Python objects."""
 
-    scored: int = 0
-    excluded: int = 0
-    per_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
-    """scenario -> episodes, successes, mean total."""
-    pass_k: dict[str, dict[int, float]] = field(default_factory=dict)
-    blame: Counter[str] = field(default_factory=Counter)
-    means: dict[str, float] = field(default_factory=dict)
-    """scorer -> mean score over the episodes it applied to."""
+    model_config = ConfigDict(extra="ignore")
+
+    scenario_id: str
+    seed: int
+    trial: int
+    termination: str
 
 
 def select_lines(path: Path) -> list[int]:
@@ -51,31 +49,42 @@ def select_lines(path: Path) -> list[int]:
     end in ``infra_error``, else its latest ``infra_error`` one; in the order units first appear."""
     chosen: dict[tuple[str, int, int], tuple[int, bool]] = {}
     for n, ep in _numbered(path):
-        key = unit_key(ep)
-        infra = ep["termination"] == INFRA_ERROR
+        key = (ep.scenario_id, ep.seed, ep.trial)  # trajgym.trajectory.store.unit_key
+        infra = ep.termination == INFRA_ERROR
         if key not in chosen or not infra or chosen[key][1]:
             chosen[key] = (n, infra)
     return sorted(n for n, _ in chosen.values())
 
 
-def _numbered(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, episode) for every episode line of a trajectory file. A torn last line (a job
+def _numbered(path: Path) -> Iterator[tuple[int, _Unit]]:
+    """(line number, unit) for every episode line of a trajectory file. A torn last line (a job
     killed mid-write) is skipped with a warning; any other broken line is an error naming it."""
     with path.open(encoding="utf-8") as fh:
-        lines = list(enumerate(fh, 1))
-    for n, line in lines:
-        if not line.strip():
-            continue
-        try:
-            ep = json.loads(line)
-            if not isinstance(ep, dict) or "scenario_id" not in ep or "termination" not in ep:
-                raise ValueError("not a trajectory (no scenario_id/termination)")
-        except ValueError as exc:
-            if n == len(lines) and not line.endswith("\n"):
-                log.warning("%s:%d: skipped the torn last line of a killed job", path, n)
+        lines = enumerate(fh, 1)
+        ahead = next(lines, None)
+        while ahead is not None:
+            n, line = ahead
+            ahead = next(lines, None)
+            if not line.strip():
                 continue
-            raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
-        yield n, ep
+            try:
+                ep = _Unit.model_validate_json(line)
+            except ValidationError as exc:
+                if ahead is None and not line.endswith("\n"):
+                    log.warning("%s:%d: skipped the torn last line of a killed job", path, n)
+                    continue
+                raise TrajectoryFileError(path, n, _why(exc)) from None
+            yield n, ep
+
+
+def _why(exc: ValidationError) -> str:
+    """What is wrong with a line that is no trajectory, in a few words."""
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return str(error["msg"])
+    if error["type"] == "model_type":
+        return "not a trajectory (not a JSON object)"
+    return f"not a trajectory ({'.'.join(map(str, error['loc']))}: {error['msg']})"
 
 
 def _read_lines(path: Path, wanted: list[int]) -> Iterator[tuple[int, str]]:
@@ -150,7 +159,10 @@ def _jsonable(value: Any) -> Any:
 
 async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
                        on_scored: Callable[[ScoredTrajectory], None] | None = None) -> ScoringSummary:
-    """Score every input file into ``out`` (see the module docstring); returns the summary."""
+    """Score every input file into ``out`` (see the module docstring); returns the summary.
+
+    ``concurrency`` episodes are scored at once when a scorer waits on a model server; with only
+    synchronous scorers, one after the other (concurrency would only add overhead)."""
     out_path = Path(out)
     paths = [Path(p) for p in inputs]
     for p in paths:
@@ -159,89 +171,40 @@ async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: S
         if not p.is_file():
             raise TrajgymError(f"no trajectory file {p}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
-    index: list[tuple[str, float | None]] = []  # (group, total) per written line
-    summary = ScoringSummary()
+    at_once = concurrency if any(a.scorer.is_async for a in scoring.scorers) else 1
+    writer = ScoredFileWriter(out_path, RankTail(scoring.weights, scoring.meta))
     try:
-        with partial.open("w", encoding="utf-8") as fh:
-            for path in paths:
-                batch: list[tuple[Trajectory, str]] = []
-                for n, line in _read_lines(path, select_lines(path)):
-                    try:
-                        traj = Trajectory.model_validate_json(line)
-                    except ValueError as exc:
-                        raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
-                    batch.append((traj, f"{path}:{n}"))
-                    if len(batch) >= concurrency:
-                        await _score_batch(batch, scoring, fh, index, on_scored)
-                        batch = []
-                await _score_batch(batch, scoring, fh, index, on_scored)
-        _rank_into(partial, out_path, index, summary)
+        for path in paths:
+            batch: list[tuple[Trajectory, str]] = []
+            for n, line in _read_lines(path, select_lines(path)):
+                try:
+                    traj = Trajectory.model_validate_json(line)
+                except ValueError as exc:
+                    raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
+                batch.append((traj, f"{path}:{n}"))
+                if len(batch) >= at_once:
+                    await _score_batch(batch, scoring, writer, on_scored)
+                    batch = []
+            await _score_batch(batch, scoring, writer, on_scored)
     except TrajectoryFileError:
-        partial.unlink(missing_ok=True)
+        writer.discard()
         raise
     finally:
+        writer.close()
         await scoring.aclose()
-    return summary
+    return writer.finish()
 
 
-async def _score_batch(batch: list[tuple[Trajectory, str]], scoring: Scoring, fh: Any,
-                       index: list[tuple[str, float | None]],
+async def _score_batch(batch: list[tuple[Trajectory, str]], scoring: Scoring, writer: ScoredFileWriter,
                        on_scored: Callable[[ScoredTrajectory], None] | None) -> None:
-    if not batch:
-        return
-    records = await asyncio.gather(*(scoring.score_one(t, s) for t, s in batch))
+    if len(batch) == 1:
+        records = [await scoring.score_one(*batch[0])]
+    else:
+        records = await asyncio.gather(*(scoring.score_one(t, s) for t, s in batch))
     for rec in records:
-        fh.write(rec.model_dump_json() + "\n")
-        index.append((rec.group, rec.total))
+        writer.write(rec)
         if on_scored is not None:
             on_scored(rec)
-
-
-def _rank_into(partial: Path, out: Path, index: list[tuple[str, float | None]], summary: ScoringSummary) -> None:
-    """Fill in each record's rank in its group, write ``out`` and the summary."""
-    members: dict[str, list[int]] = defaultdict(list)
-    for i, (group, total) in enumerate(index):
-        if total is not None:
-            members[group].append(i)
-    rank_of: dict[int, tuple[int, int]] = {}
-    for rows in members.values():
-        for i, r in zip(rows, ranks([index[i][1] or 0.0 for i in rows]), strict=True):
-            rank_of[i] = (r, len(rows))
-    per: dict[str, dict[str, float]] = defaultdict(lambda: {"episodes": 0, "successes": 0, "total": 0.0})
-    sums: dict[str, list[float]] = defaultdict(list)
-    outcomes: list[tuple[str, str, bool]] = []
-    tmp = out.with_name(out.name + ".tmp")
-    with partial.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
-        for i, line in enumerate(src):
-            rec = json.loads(line)
-            traj = rec["trajectory"]
-            if i in rank_of:
-                rec["rank"], rec["group_size"] = rank_of[i]
-            if rec["blame"] is not None:
-                summary.blame[rec["blame"]] += 1
-            if rec["excluded"] is not None:
-                summary.excluded += 1
-            else:
-                summary.scored += 1
-                row = per[traj["scenario_id"]]
-                row["episodes"] += 1
-                row["successes"] += 1 if rec["success"] else 0
-                row["total"] += rec["total"]
-                outcomes.append((traj["scenario_id"], rec["group"], bool(rec["success"])))
-                for name, result in rec["scores"].items():
-                    if result is not None:
-                        sums[name].append(result["score"])
-            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.replace(tmp, out)
-    partial.unlink()
-    for row in per.values():
-        row["total"] = row["total"] / row["episodes"] if row["episodes"] else 0.0
-    summary.per_scenario = dict(sorted(per.items()))
-    summary.pass_k = pass_hat_k_by_scenario(outcomes)
-    summary.means = {k: sum(v) / len(v) for k, v in sums.items()}
 
 
 def score_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
