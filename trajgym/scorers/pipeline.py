@@ -11,6 +11,8 @@ ranked per group and moved to ``out`` in one step, so a crash never leaves a hal
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -174,18 +176,9 @@ async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: S
     at_once = concurrency if any(a.scorer.is_async for a in scoring.scorers) else 1
     writer = ScoredFileWriter(out_path, RankTail(scoring.weights, scoring.meta))
     try:
-        for path in paths:
-            batch: list[tuple[Trajectory, str]] = []
-            for n, line in _read_lines(path, select_lines(path)):
-                try:
-                    traj = Trajectory.model_validate_json(line)
-                except ValueError as exc:
-                    raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
-                batch.append((traj, f"{path}:{n}"))
-                if len(batch) >= at_once:
-                    await _score_batch(batch, scoring, writer, on_scored)
-                    batch = []
-            await _score_batch(batch, scoring, writer, on_scored)
+        with _fewer_collections():
+            for path in paths:
+                await _score_file(path, scoring, writer, at_once, on_scored)
     except TrajectoryFileError:
         writer.discard()
         raise
@@ -193,6 +186,37 @@ async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: S
         writer.close()
         await scoring.aclose()
     return writer.finish()
+
+
+async def _score_file(path: Path, scoring: Scoring, writer: ScoredFileWriter, at_once: int,
+                      on_scored: Callable[[ScoredTrajectory], None] | None) -> None:
+    batch: list[tuple[Trajectory, str]] = []
+    for n, line in _read_lines(path, select_lines(path)):
+        try:
+            traj = Trajectory.model_validate_json(line)
+        except ValueError as exc:
+            raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
+        batch.append((traj, f"{path}:{n}"))
+        if len(batch) >= at_once:
+            await _score_batch(batch, scoring, writer, on_scored)
+            batch = []
+    await _score_batch(batch, scoring, writer, on_scored)
+
+
+@contextlib.contextmanager
+def _fewer_collections(young: int = 20_000) -> Iterator[None]:
+    """Collect the youngest generation every ``young`` allocations instead of every 700, while
+    scoring. Each trajectory allocates thousands of short-lived objects (its validated model, the
+    scorers' working data); at the default threshold the collector runs several times per trajectory
+    and promotes whatever is alive at that moment, which then sets off full collections of the whole
+    heap. Nothing is kept from being collected, only collected in fewer, larger passes: ~15% of the
+    CPU time of the rule-based scorers. The process's thresholds are restored afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(young, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 async def _score_batch(batch: list[tuple[Trajectory, str]], scoring: Scoring, writer: ScoredFileWriter,

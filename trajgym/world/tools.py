@@ -179,7 +179,7 @@ class ToolKit:
         if not isinstance(args, dict):
             return ToolResult.error("invalid_arguments", f"arguments of {name} must be a JSON object")
         try:
-            return dict(spec.args_model.model_validate(args))
+            return dict(iter(spec.args_model.model_validate(args)))  # iter: dict(model) probes for .keys(), slowly
         except ValidationError as exc:
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
