@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from trajgym.scenario.schema import Scenario
@@ -84,28 +85,28 @@ def _key(c: CallRef) -> str:
 def _repeats(traj: Trajectory) -> list[CallRef]:
     """Support calls identical to an earlier whole one, with no write in between that could have
     changed its answer (or, for a write, made it right to do again)."""
+    everyone = calls(traj, role=None)
+    twice = {name for name, n in Counter(c.name for c in everyone).items() if n > 1}  # only these can repeat
     out = []
     writes = 0
     seen: dict[str, int] = {}  # call -> the number of writes made when it last came back whole
-    for c in calls(traj, role=None):
-        key = _key(c)
-        if c.role == "support" and seen.get(key) == writes:
+    for c in everyone:
+        key = _key(c) if c.name in twice else None
+        if key is not None and c.role == "support" and seen.get(key) == writes:
             out.append(c)
         if c.record.applied:
             writes += 1
-        if c.clean:
+        if key is not None and c.clean:
             seen[key] = writes
     return out
 
 
-def _unused_reads(traj: Trajectory, spec: Scenario, specs: dict[str, ToolSpec]) -> list[CallRef]:
+def _unused_reads(traj: Trajectory, support: list[CallRef], spec: Scenario,
+                  specs: dict[str, ToolSpec]) -> list[CallRef]:
     """Support's whole, non-empty reads that the reference does not make either, that do not check
     an earlier write, and none of whose values the agent used afterwards (for a text, such as a
     file, naming what it read counts as using it)."""
-    support = calls(traj)
-    actions = [(c.position, json.dumps(c.record.arguments, default=str).lower()) for c in support]
-    actions += [((s.turn, 0), s.message.lower()) for s in traj.steps if s.role == "support" and s.message]
-    actions.sort(key=lambda a: a[0])
+    actions: list[tuple[tuple[int, int], str]] = []  # what support did, as text: made for the first read to judge
     checks = set()
     out = []
     for c in support:
@@ -115,6 +116,10 @@ def _unused_reads(traj: Trajectory, spec: Scenario, specs: dict[str, ToolSpec]) 
         if (spec_c is None or spec_c.kind != "read" or not c.clean or not c.record.content or c.name in checks
                 or in_reference(c, spec)):
             continue
+        if not actions:
+            actions = [(a.position, json.dumps(a.record.arguments, default=str).lower()) for a in support]
+            actions += [((s.turn, 0), s.message.lower()) for s in traj.steps if s.role == "support" and s.message]
+            actions.sort(key=lambda a: a[0])
         known = json.dumps(c.record.arguments, default=str).lower()
         values = {v for v in _values(c.record.content) if v not in known}
         if isinstance(c.record.content, str):
@@ -182,7 +187,7 @@ class EfficiencyScorer(Scorer):
         met = _goal_met_turn(ctx, traj, view)
         waste: list[tuple[str, int, str]] = []
         waste += [("repeat_call", c.turn, f"{c.name} repeated with the same arguments") for c in _repeats(traj)]
-        waste += [("unused_read", c.turn, f"nothing {c.name} returned was used") for c in _unused_reads(traj, inst.spec, specs)]
+        waste += [("unused_read", c.turn, f"nothing {c.name} returned was used") for c in _unused_reads(traj, support, inst.spec, specs)]
         if met is not None:
             waste += [("after_goal", c.turn, f"{c.name} after the goal was met (turn {met})")
                       for c in support if c.turn > met and c.name not in ENDINGS]
