@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +27,7 @@ from trajgym.scorers.config import (
     load_scoring_config,
 )
 from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
+from trajgym.scorers.workers import can_fork
 from trajgym.trajectory.schema import Trajectory
 
 SCENARIOS = ["refund_damaged_item", "exchange_wrong_size"]
@@ -115,20 +120,25 @@ def test_scores_ranks_and_pass_k(rollouts: dict[str, Path], tmp_path: Path) -> N
         assert set(summary.pass_k[scenario]) == set(range(1, 7))
 
 
-def test_each_scored_line_is_its_record_as_pydantic_writes_it(rollouts: dict[str, Path], tmp_path: Path) -> None:
-    # ranks are spliced into lines written before the ranks were known: the result must be the line
-    # pydantic writes for the ranked record, for scored and excluded episodes alike
-    lines = rollouts["random"].read_text().splitlines()
+def _first_excluded(path: Path, tmp_path: Path) -> Path:
+    """A copy of the trajectory file whose first episode ended in infra_error (excluded from scoring)."""
+    lines = path.read_text().splitlines()
     excluded = json.loads(lines[0])
     excluded["termination"], excluded["infra_error"] = "infra_error", "model server down"
     job = tmp_path / "job.jsonl"
     job.write_text("\n".join([json.dumps(excluded), *lines[1:]]) + "\n")
+    return job
+
+
+def test_each_scored_line_is_its_record_as_pydantic_writes_it(rollouts: dict[str, Path], tmp_path: Path) -> None:
+    # ranks are spliced into lines written before the ranks were known: the result must be the line
+    # pydantic writes for the ranked record, for scored and excluded episodes alike
     config, scorers = load_scoring_config(_config_file(tmp_path, CONFIG))
     out = tmp_path / "scored.jsonl"
-    score_files([job, rollouts["oracle"]], out, Scoring(config, scorers))
+    score_files([_first_excluded(rollouts["random"], tmp_path), rollouts["oracle"]], out, Scoring(config, scorers))
     written = out.read_text().splitlines()
     recs = list(iter_scored(out))
-    assert len(written) == len(recs) == 2 * len(lines)
+    assert len(written) == len(recs) == 2 * len(rollouts["oracle"].read_text().splitlines())
     assert {r.group_size for r in recs} == {0, 5, 6} and sum(r.rank is None for r in recs) == 1
     for line, rec in zip(written, recs, strict=True):
         assert line == rec.model_dump_json()
@@ -193,6 +203,88 @@ def test_a_scorer_bug_fails_loudly_naming_scorer_and_episode(rollouts: dict[str,
     with pytest.raises(KeyError) as info:
         score_files([rollouts["oracle"]], tmp_path / "s.jsonl", scoring)
     assert any("test_buggy" in note and "episode" in note for note in info.value.__notes__)
+
+
+# -- scoring in worker processes ------------------------------------------------------------------
+
+forks = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+
+
+def _rule_scoring() -> Scoring:
+    config, scorers = load_scoring_config(None)
+    scoring = Scoring(config, scorers)
+    assert can_fork(scoring)  # the rule-based scorers run in workers, so the tests below test workers
+    return scoring
+
+
+@forks
+def test_workers_write_the_file_one_process_writes(rollouts: dict[str, Path], tmp_path: Path) -> None:
+    inputs = [_first_excluded(rollouts["random"], tmp_path), rollouts["oracle"]]
+    one = score_files(inputs, tmp_path / "one.jsonl", _rule_scoring())
+    assert one.scored == 23 and one.excluded == 1
+    for workers in (2, 3):
+        progress = Counter[str]()
+        many = score_files(inputs, tmp_path / f"{workers}.jsonl", _rule_scoring(), workers=workers,
+                           on_progress=functools.partial(progress.update, ["written"]))
+        assert (tmp_path / f"{workers}.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+        assert many == one and progress["written"] == 24
+
+
+class _Crashes(Scorer):
+    """Test scorer: a bug (``how='raise'``) or a process that dies (``how='exit'``), in a worker only."""
+
+    name: ClassVar[str] = "test_crashes"
+    forkable: ClassVar[bool] = True
+
+    def __init__(self, how: str, parent: int) -> None:
+        self.how, self.parent = how, parent
+
+    def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult:
+        if os.getpid() != self.parent:  # never this test's own process
+            if self.how == "exit":
+                os._exit(3)
+            raise KeyError("oops")
+        return ScoreResult(score=1.0)
+
+
+@forks
+@pytest.mark.parametrize(("how", "error", "what"), [("raise", KeyError, "oops"),
+                                                    ("exit", TrajgymError, "worker process died")])
+def test_a_worker_that_fails_stops_the_run_loudly(rollouts: dict[str, Path], tmp_path: Path, how: str,
+                                                  error: type[Exception], what: str) -> None:
+    scoring = _rule_scoring()
+    scoring.scorers.append(ActiveScorer("test_crashes", _Crashes(how, os.getpid()), 1.0))
+    with pytest.raises(error, match=what) as info:
+        score_files([rollouts["oracle"]], tmp_path / "s.jsonl", scoring, workers=2)
+    if how == "raise":  # the scorer and the episode are named, and where in the worker it failed
+        notes = info.value.__notes__
+        assert any("test_crashes" in note and "episode" in note for note in notes)
+        assert any("scoring worker process" in note and "in score" in note for note in notes)
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+@forks
+def test_a_broken_line_stops_the_workers_naming_it(rollouts: dict[str, Path], tmp_path: Path) -> None:
+    lines = rollouts["oracle"].read_text().splitlines()
+    broken = json.loads(lines[4])
+    broken["steps"] = "none"  # a line that names its unit but is no trajectory
+    job = tmp_path / "broken.jsonl"
+    job.write_text("\n".join([*lines[:4], json.dumps(broken), *lines[5:]]) + "\n")
+    with pytest.raises(TrajgymError, match=r"broken\.jsonl:5:"):
+        score_files([job], tmp_path / "s.jsonl", _rule_scoring(), workers=2)
+    assert not (tmp_path / "s.jsonl").exists() and not (tmp_path / "s.jsonl.partial").exists()
+
+
+@forks
+def test_the_score_cli_scores_in_workers(rollouts: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scored.jsonl"
+    assert cli(["score", str(rollouts["random"]), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
+    assert "12 episodes scored" in capsys.readouterr().out
+    score_files([rollouts["random"]], tmp_path / "one.jsonl", _rule_scoring())
+    assert out.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert cli(["score", str(rollouts["random"]), "--out", str(out), "--workers", "0"]) == 1
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("text", "where", "what"), [

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trajgym.errors import TrajgymError
 from trajgym.scorers.base import ScoringContext
 from trajgym.scorers.config import load_scoring_config
 from trajgym.scorers.pipeline import Scoring, score_files
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.scorers.writer import ScoringSummary
 
 MAX_K_COLUMNS = 4
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def add_score_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,10 +33,15 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     s.add_argument("--scenarios", action="append", default=[], metavar="DIR",
                    help="where to find scenario files a trajectory names but this machine lacks (repeatable)")
     s.add_argument("--concurrency", type=int, default=16, help="episodes scored at once by model-based scorers")
+    s.add_argument("--workers", type=int, default=usable_cpus(), metavar="N",
+                   help="processes scoring at once with the rule-based scorers (default: the CPUs this process may "
+                        "use); the scored file is the same with any number")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def score(args: argparse.Namespace, console: Console) -> int:
+    if args.workers < 1:
+        raise TrajgymError("--workers must be at least 1")
     config, scorers = load_scoring_config(args.scorers)
     scoring = Scoring(config, scorers, ScoringContext(scenario_dirs=[Path(d) for d in args.scenarios]))
     progress = Progress(TextColumn("[bold]score"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -38,10 +49,11 @@ def score(args: argparse.Namespace, console: Console) -> int:
     with progress:
         task = progress.add_task("score", total=None)
 
-        def on_scored(_: ScoredTrajectory) -> None:
+        def on_progress() -> None:
             progress.update(task, advance=1)
 
-        summary = score_files(args.files, args.out, scoring, concurrency=args.concurrency, on_scored=on_scored)
+        summary = score_files(args.files, args.out, scoring, concurrency=args.concurrency, workers=args.workers,
+                              on_progress=on_progress)
     console.print(summary_table(summary, [s.name for s in scorers]))
     blame = ", ".join(f"{k} {v}" for k, v in summary.blame.most_common()) or "none"
     console.print(f"{summary.scored} episodes scored, {summary.excluded} excluded (infra_error); "

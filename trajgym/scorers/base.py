@@ -83,6 +83,9 @@ class Scorer(abc.ABC):
 
     name: ClassVar[str]
     is_async: ClassVar[bool] = False
+    forkable: ClassVar[bool] = False
+    """True when a forked worker process can run a copy of this scorer: it holds no model, server
+    connection, thread or open file. Only runs whose scorers are all forkable use worker processes."""
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
         raise NotImplementedError(f"scorer {self.name} implements ascore, not score")
@@ -140,8 +143,8 @@ class ScoringContext:
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
     """Free-form per-run cache for scorers (e.g. reference replays keyed by variation)."""
 
-    def _find(self, traj: Trajectory) -> Path:
-        path = Path(traj.scenario_path)
+    def _find(self, scenario_path: str, episode_id: str) -> Path:
+        path = Path(scenario_path)
         if path.is_file():
             return path
         for folder in self.scenario_dirs:
@@ -149,21 +152,24 @@ class ScoringContext:
             if hits:
                 return hits[0]
         raise ScorerError(
-            f"episode {traj.episode_id}: scenario file {traj.scenario_path} not found; pass the folder that "
+            f"episode {episode_id}: scenario file {scenario_path} not found; pass the folder that "
             "holds it with --scenarios DIR"
         )
 
     def template(self, traj: Trajectory) -> ScenarioTemplate:
         """The scenario template the trajectory was played on."""
-        key = traj.scenario_path
-        if key not in self._templates:
-            template = load(self._find(traj))
-            if template.content_hash != traj.scenario_hash:
+        return self.template_of(traj.scenario_path, traj.scenario_hash, traj.episode_id)
+
+    def template_of(self, scenario_path: str, scenario_hash: str, episode_id: str) -> ScenarioTemplate:
+        """:meth:`template` from the trajectory's ``scenario_path``, ``scenario_hash`` and ``episode_id``."""
+        if scenario_path not in self._templates:
+            template = load(self._find(scenario_path, episode_id))
+            if template.content_hash != scenario_hash:
                 log.warning("scenario %s changed since episode %s was played (hash %s, now %s): scores that "
-                            "replay it may not match what the agent saw", template.path, traj.episode_id,
-                            traj.scenario_hash, template.content_hash)
-            self._templates[key] = template
-        return self._templates[key]
+                            "replay it may not match what the agent saw", template.path, episode_id,
+                            scenario_hash, template.content_hash)
+            self._templates[scenario_path] = template
+        return self._templates[scenario_path]
 
     def instance(self, traj: Trajectory) -> ScenarioInstance:
         """The scenario instance of the trajectory's seed: same variables, same initial world.

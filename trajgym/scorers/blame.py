@@ -106,6 +106,7 @@ class SimulatorScorer(Scorer):
     """
 
     name = "simulator"
+    forkable = True
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult:
         findings = simulator_findings(traj)

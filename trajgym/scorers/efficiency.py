@@ -174,6 +174,7 @@ class EfficiencyScorer(Scorer):
     """Reference length over support actions, discounted by the wasted share; the waste itemised."""
 
     name = "efficiency"
+    forkable = True
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
         support_steps = [s for s in traj.steps if s.role == "support"]

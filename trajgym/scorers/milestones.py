@@ -79,6 +79,7 @@ class MilestonesScorer(Scorer):
     """Fraction of the scenario's milestones passed in order; None when it declares none."""
 
     name = "milestones"
+    forkable = True
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
         declared = ctx.template(traj).spec  # cheap: no variables drawn for a scenario without milestones
@@ -119,6 +120,7 @@ class MinefieldsScorer(Scorer):
     declares neither. ``include_forbidden=False`` leaves the ``forbidden`` list out."""
 
     name = "minefields"
+    forkable = True
 
     def __init__(self, include_forbidden: bool = True) -> None:
         self.include_forbidden = include_forbidden

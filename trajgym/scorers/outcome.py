@@ -90,6 +90,7 @@ class OutcomeScorer(Scorer):
     """
 
     name = "outcome"
+    forkable = True
 
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict

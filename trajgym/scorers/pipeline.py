@@ -5,7 +5,9 @@ The inputs are read, never written. For each work unit of an input file only its
 scored (a resumed job re-runs units that ended in ``infra_error``); a unit that only has
 ``infra_error`` episodes is written as excluded (``excluded: infra_error``, no scores) so the report
 can count it. Scoring streams: records are written to ``<out>.partial`` as they are scored, then
-ranked per group and moved to ``out`` in one step, so a crash never leaves a half-written ``out``.
+ranked per group and moved to ``out`` in one step, so a crash never leaves a half-written ``out``
+(:mod:`trajgym.scorers.writer`). The rule-based scorers can score in several processes
+(``score_files(workers=N)``, :mod:`trajgym.scorers.workers`), into the same file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gc
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from trajgym.scorers.blame import attribute
 from trajgym.scorers.config import ActiveScorer, ScoringConfig
 from trajgym.scorers.rank import combine
 from trajgym.scorers.records import ScoredTrajectory, group_key
+from trajgym.scorers.workers import Item, can_fork, score_in_workers
 from trajgym.scorers.writer import RankTail, ScoredFileWriter, ScoringSummary
 from trajgym.trajectory.schema import Trajectory
 from trajgym.trajectory.store import INFRA_ERROR
@@ -35,8 +39,9 @@ log = logging.getLogger(__name__)
 
 
 class _Unit(BaseModel):
-    """What picks the lines to score: a trajectory line's work unit and ending. The rest of the line
-    is checked by the JSON parser but never built into Python objects."""
+    """What picks the lines to score (a trajectory line's work unit and ending) and the scenario it
+    was played on. The rest of the line is checked by the JSON parser but never built into Python
+    objects."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -44,18 +49,26 @@ class _Unit(BaseModel):
     seed: int
     trial: int
     termination: str
+    episode_id: str
+    scenario_path: str
+    scenario_hash: str
 
 
 def select_lines(path: Path) -> list[int]:
     """Line numbers (1-based) to score in a trajectory file: each unit's latest episode that did not
     end in ``infra_error``, else its latest ``infra_error`` one; in the order units first appear."""
-    chosen: dict[tuple[str, int, int], tuple[int, bool]] = {}
+    return [n for n, _ in _selected(path)]
+
+
+def _selected(path: Path) -> list[tuple[int, _Unit]]:
+    """(line number, unit) of each line :func:`select_lines` picks."""
+    chosen: dict[tuple[str, int, int], tuple[int, _Unit]] = {}
     for n, ep in _numbered(path):
         key = (ep.scenario_id, ep.seed, ep.trial)  # trajgym.trajectory.store.unit_key
         infra = ep.termination == INFRA_ERROR
-        if key not in chosen or not infra or chosen[key][1]:
-            chosen[key] = (n, infra)
-    return sorted(n for n, _ in chosen.values())
+        if key not in chosen or not infra or chosen[key][1].termination == INFRA_ERROR:
+            chosen[key] = (n, ep)
+    return sorted(chosen.values(), key=lambda chosen_line: chosen_line[0])
 
 
 def _numbered(path: Path) -> Iterator[tuple[int, _Unit]]:
@@ -110,21 +123,32 @@ class Scoring:
 
     async def score_one(self, traj: Trajectory, source: str) -> ScoredTrajectory:
         """Score one trajectory (ranks are filled in later, per group)."""
-        group = group_key(traj)
         if traj.termination == INFRA_ERROR:
-            return ScoredTrajectory(trajectory=traj, source=source, scores={}, total=None, success=None,
-                                    blame="infrastructure", excluded=INFRA_ERROR, group=group, group_size=0,
-                                    weights=self.weights, scoring=self.meta)
-        scores: dict[str, ScoreResult | None] = {}
-        pending = []
-        for active in self.scorers:
-            if active.scorer.is_async:
-                pending.append(active)
-                continue
-            scores[active.name] = _run(active, traj, source, self.ctx)
+            return self._excluded(traj, source)
+        scores = self._sync_scores(traj, source)
+        pending = [a for a in self.scorers if a.scorer.is_async]
         if pending:
             results = await asyncio.gather(*(_arun(a, traj, source, self.ctx) for a in pending))
             scores.update({a.name: r for a, r in zip(pending, results, strict=True)})
+        return self._record(traj, source, scores)
+
+    def score_sync(self, traj: Trajectory, source: str) -> ScoredTrajectory:
+        """:meth:`score_one` for a run whose scorers are all synchronous, outside an event loop."""
+        if any(a.scorer.is_async for a in self.scorers):
+            raise TypeError("score_sync cannot run scorers that wait on a model server; use score_one")
+        if traj.termination == INFRA_ERROR:
+            return self._excluded(traj, source)
+        return self._record(traj, source, self._sync_scores(traj, source))
+
+    def _sync_scores(self, traj: Trajectory, source: str) -> dict[str, ScoreResult | None]:
+        return {a.name: _run(a, traj, source, self.ctx) for a in self.scorers if not a.scorer.is_async}
+
+    def _excluded(self, traj: Trajectory, source: str) -> ScoredTrajectory:
+        return ScoredTrajectory(trajectory=traj, source=source, scores={}, total=None, success=None,
+                                blame="infrastructure", excluded=INFRA_ERROR, group=group_key(traj), group_size=0,
+                                weights=self.weights, scoring=self.meta)
+
+    def _record(self, traj: Trajectory, source: str, scores: dict[str, ScoreResult | None]) -> ScoredTrajectory:
         scores = {a.name: scores[a.name] for a in self.scorers}  # config order
         verdict = scores.get(self.config.success_from)
         success = verdict.passed if verdict is not None else None
@@ -132,7 +156,7 @@ class Scoring:
                         veto=any(v is not None and v.veto for v in scores.values()))
         blame: Blame | None = attribute(traj, scores, success)
         return ScoredTrajectory(trajectory=traj, source=source, scores=scores, total=total, success=success,
-                                blame=blame, group=group, weights=self.weights, scoring=self.meta)
+                                blame=blame, group=group_key(traj), weights=self.weights, scoring=self.meta)
 
     async def aclose(self) -> None:
         for active in self.scorers:
@@ -160,25 +184,20 @@ def _jsonable(value: Any) -> Any:
 
 
 async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
-                       on_scored: Callable[[ScoredTrajectory], None] | None = None) -> ScoringSummary:
+                       on_scored: Callable[[ScoredTrajectory], None] | None = None,
+                       on_progress: Callable[[], None] | None = None) -> ScoringSummary:
     """Score every input file into ``out`` (see the module docstring); returns the summary.
 
     ``concurrency`` episodes are scored at once when a scorer waits on a model server; with only
-    synchronous scorers, one after the other (concurrency would only add overhead)."""
-    out_path = Path(out)
-    paths = [Path(p) for p in inputs]
-    for p in paths:
-        if p.resolve() == out_path.resolve():
-            raise TrajgymError(f"--out {out_path} is an input file: scoring never overwrites its input")
-        if not p.is_file():
-            raise TrajgymError(f"no trajectory file {p}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    synchronous scorers, one after the other (concurrency would only add overhead). ``on_scored``
+    gets each record as it is written, ``on_progress`` is called then."""
+    paths, writer = _start(inputs, out, scoring)
     at_once = concurrency if any(a.scorer.is_async for a in scoring.scorers) else 1
-    writer = ScoredFileWriter(out_path, RankTail(scoring.weights, scoring.meta))
+    sink = _Sink(writer, on_scored, on_progress)
     try:
         with _fewer_collections():
             for path in paths:
-                await _score_file(path, scoring, writer, at_once, on_scored)
+                await _score_file(path, scoring, sink, at_once)
     except TrajectoryFileError:
         writer.discard()
         raise
@@ -188,8 +207,36 @@ async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: S
     return writer.finish()
 
 
-async def _score_file(path: Path, scoring: Scoring, writer: ScoredFileWriter, at_once: int,
-                      on_scored: Callable[[ScoredTrajectory], None] | None) -> None:
+def _start(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring) -> tuple[list[Path], ScoredFileWriter]:
+    """The input files, checked, and the writer of ``out``."""
+    out_path = Path(out)
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if p.resolve() == out_path.resolve():
+            raise TrajgymError(f"--out {out_path} is an input file: scoring never overwrites its input")
+        if not p.is_file():
+            raise TrajgymError(f"no trajectory file {p}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return paths, ScoredFileWriter(out_path, RankTail(scoring.weights, scoring.meta))
+
+
+@dataclass
+class _Sink:
+    """Where scored records go: the scored file, and the caller's callbacks."""
+
+    writer: ScoredFileWriter
+    on_scored: Callable[[ScoredTrajectory], None] | None
+    on_progress: Callable[[], None] | None
+
+    def put(self, rec: ScoredTrajectory) -> None:
+        self.writer.write(rec)
+        if self.on_scored is not None:
+            self.on_scored(rec)
+        if self.on_progress is not None:
+            self.on_progress()
+
+
+async def _score_file(path: Path, scoring: Scoring, sink: _Sink, at_once: int) -> None:
     batch: list[tuple[Trajectory, str]] = []
     for n, line in _read_lines(path, select_lines(path)):
         try:
@@ -198,9 +245,18 @@ async def _score_file(path: Path, scoring: Scoring, writer: ScoredFileWriter, at
             raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
         batch.append((traj, f"{path}:{n}"))
         if len(batch) >= at_once:
-            await _score_batch(batch, scoring, writer, on_scored)
+            await _score_batch(batch, scoring, sink)
             batch = []
-    await _score_batch(batch, scoring, writer, on_scored)
+    await _score_batch(batch, scoring, sink)
+
+
+async def _score_batch(batch: list[tuple[Trajectory, str]], scoring: Scoring, sink: _Sink) -> None:
+    if len(batch) == 1:
+        records = [await scoring.score_one(*batch[0])]
+    else:
+        records = await asyncio.gather(*(scoring.score_one(t, s) for t, s in batch))
+    for rec in records:
+        sink.put(rec)
 
 
 @contextlib.contextmanager
@@ -219,22 +275,49 @@ def _fewer_collections(young: int = 20_000) -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-async def _score_batch(batch: list[tuple[Trajectory, str]], scoring: Scoring, writer: ScoredFileWriter,
-                       on_scored: Callable[[ScoredTrajectory], None] | None) -> None:
-    if len(batch) == 1:
-        records = [await scoring.score_one(*batch[0])]
-    else:
-        records = await asyncio.gather(*(scoring.score_one(t, s) for t, s in batch))
-    for rec in records:
-        writer.write(rec)
-        if on_scored is not None:
-            on_scored(rec)
-
-
 def score_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
-                on_scored: Callable[[ScoredTrajectory], None] | None = None) -> ScoringSummary:
-    """Synchronous :func:`ascore_files`."""
-    return asyncio.run(ascore_files(inputs, out, scoring, concurrency=concurrency, on_scored=on_scored))
+                workers: int = 1, on_scored: Callable[[ScoredTrajectory], None] | None = None,
+                on_progress: Callable[[], None] | None = None) -> ScoringSummary:
+    """Synchronous :func:`ascore_files`. With ``workers`` > 1, the trajectories are scored in that
+    many worker processes (:mod:`trajgym.scorers.workers`) when every scorer can be forked and no
+    ``on_scored`` wants the records in this process; the scored file is the same either way."""
+    if workers > 1 and on_scored is None and can_fork(scoring):
+        return _score_in_workers(inputs, out, scoring, workers, on_progress)
+    if workers > 1:
+        log.info("scoring in this process: %s", "on_scored wants the records here" if on_scored is not None
+                 else "a scorer cannot run in a forked worker process (Scorer.forkable)")
+    return asyncio.run(ascore_files(inputs, out, scoring, concurrency=concurrency, on_scored=on_scored,
+                                    on_progress=on_progress))
+
+
+def _score_in_workers(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, workers: int,
+                      on_progress: Callable[[], None] | None) -> ScoringSummary:
+    paths, writer = _start(inputs, out, scoring)
+    try:
+        selections = [(path, _selected(path)) for path in paths]
+        for _, selected in selections:  # loaded once here, not once in every worker
+            for _, unit in selected:
+                scoring.ctx.template_of(unit.scenario_path, unit.scenario_hash, unit.episode_id)
+        with _fewer_collections():  # the workers inherit the thresholds
+            score_in_workers(_items(selections), scoring, writer, workers, on_progress)
+    except TrajectoryFileError:
+        writer.discard()
+        raise
+    finally:
+        writer.close()
+        asyncio.run(scoring.aclose())
+    return writer.finish()
+
+
+def _items(selections: list[tuple[Path, list[tuple[int, _Unit]]]]) -> Iterator[tuple[str, Item]]:
+    """(scenario variation, item) of every line to score, in input order."""
+    seq = 0
+    for path, selected in selections:
+        units = dict(selected)
+        for n, line in _read_lines(path, list(units)):
+            unit = units[n]
+            yield group_key({"scenario_id": unit.scenario_id, "seed": unit.seed}), (seq, str(path), n, line)
+            seq += 1
 
 
 def iter_scored(path: str | Path) -> Iterator[ScoredTrajectory]:

@@ -110,6 +110,7 @@ class PolicyScorer(Scorer):
     """Re-derived policy violations; score ``max(0, 1 - per_violation * n)``."""
 
     name = "policy"
+    forkable = True
 
     def __init__(self, per_violation: float = 0.5) -> None:
         if not 0.0 < per_violation <= 1.0:

@@ -235,6 +235,7 @@ class RecoveryScorer(Scorer):
     """Mean credit over the faults that fired; None when none did (or only latency)."""
 
     name = "recovery"
+    forkable = True
 
     def score(self, traj: Trajectory, ctx: ScoringContext) -> ScoreResult | None:
         if not traj.faults:

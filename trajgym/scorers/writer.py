@@ -58,6 +58,27 @@ class RankTail:
         return f',"rank":{"null" if rank is None else rank},"group_size":{group_size}{self.after}'
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What the rank pass and the summary need of one written record: all a worker process sends
+    (:mod:`trajgym.scorers.workers`) besides the record's line."""
+
+    group: str
+    total: float | None
+    excluded: bool
+    blame: str | None
+    scenario: str
+    success: bool
+    scores: tuple[tuple[str, float], ...]
+    """(scorer, score) of the scorers that applied."""
+
+    @classmethod
+    def of(cls, rec: ScoredTrajectory) -> Entry:
+        return cls(group=rec.group, total=rec.total, excluded=rec.excluded is not None, blame=rec.blame,
+                   scenario=rec.trajectory.scenario_id, success=bool(rec.success),
+                   scores=tuple((name, r.score) for name, r in rec.scores.items() if r is not None))
+
+
 class ScoredFileWriter:
     """Writes a run's records to ``<out>.partial``; :meth:`finish` ranks them into ``out``."""
 
@@ -67,19 +88,23 @@ class ScoredFileWriter:
         self.tail = tail
         self._fh = self.partial.open("w", encoding="utf-8")
         self._index: list[tuple[str, float | None]] = []  # (group, total) per written line
-        self._unranked = {size: tail.ranked(None, size) for size in (0, 1)}
+        self._unranked = {excluded: tail.ranked(None, 0 if excluded else 1) for excluded in (False, True)}
         self._tally = _Tally()
+        self.written = 0
 
     def write(self, rec: ScoredTrajectory) -> None:
         """Append one unranked record (``rank`` None, ``group_size`` 1, or 0 when excluded)."""
-        line = rec.model_dump_json()
-        unranked = self._unranked.get(rec.group_size)
-        if rec.rank is not None or unranked is None or not line.endswith(unranked):
-            raise ValueError(f"episode {rec.trajectory.episode_id}: a record to rank must have rank None, group "
-                             f"size 0 or 1, and the run's weights and scorer configs")
+        self.add(rec.model_dump_json(), Entry.of(rec))
+
+    def add(self, line: str, entry: Entry) -> None:
+        """Append the line of one unranked record (see :meth:`write`) and what it says."""
+        if not line.endswith(self._unranked[entry.excluded]):
+            raise ValueError(f"{entry.group}: a record to rank must have rank None, group size 1 (0 when excluded) "
+                             "and the run's weights and scorer configs")
         self._fh.write(line + "\n")
-        self._index.append((rec.group, rec.total))
-        self._tally.add(rec)
+        self._index.append((entry.group, entry.total))
+        self._tally.add(entry)
+        self.written += 1
 
     def close(self) -> None:
         """Close the partial file (a run that failed in a scorer leaves it for a look)."""
@@ -94,7 +119,7 @@ class ScoredFileWriter:
         """Rank every scored record within its group, write ``out`` in one step, return the summary."""
         self._fh.close()
         rank_of = self._ranks()
-        cut = len(self._unranked[1]) + 1  # the unranked tail and the newline
+        cut = len(self._unranked[False]) + 1  # the unranked tail and the newline
         tmp = self.out.with_name(self.out.name + ".tmp")
         with self.partial.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
             for i, line in enumerate(src):
@@ -131,23 +156,21 @@ class _Tally:
         self.sums: dict[str, list[float]] = defaultdict(list)
         self.outcomes: list[tuple[str, str, bool]] = []
 
-    def add(self, rec: ScoredTrajectory) -> None:
+    def add(self, entry: Entry) -> None:
         summary = self.result
-        if rec.blame is not None:
-            summary.blame[rec.blame] += 1
-        if rec.excluded is not None:
+        if entry.blame is not None:
+            summary.blame[entry.blame] += 1
+        if entry.excluded:
             summary.excluded += 1
             return
         summary.scored += 1
-        scenario = rec.trajectory.scenario_id
-        row = self.per[scenario]
+        row = self.per[entry.scenario]
         row["episodes"] += 1
-        row["successes"] += 1 if rec.success else 0
-        row["total"] += rec.total or 0.0
-        self.outcomes.append((scenario, rec.group, bool(rec.success)))
-        for name, result in rec.scores.items():
-            if result is not None:
-                self.sums[name].append(result.score)
+        row["successes"] += 1 if entry.success else 0
+        row["total"] += entry.total or 0.0
+        self.outcomes.append((entry.scenario, entry.group, entry.success))
+        for name, score in entry.scores:
+            self.sums[name].append(score)
 
     def summary(self) -> ScoringSummary:
         summary = self.result
