@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 from trajgym.scenario.schema import Checkpoint, GoalChange, Minefield
 from trajgym.scorers.base import Finding, Scorer, ScoreResult, ScoringContext, register
-from trajgym.scorers.trace import Position, Trace, checkpoint_positions, goal_view, trace
+from trajgym.scorers.trace import Position, Trace, calls, checkpoint_positions, goal_view, trace
 from trajgym.trajectory.schema import Trajectory
 
 
@@ -93,7 +93,8 @@ class MilestonesScorer(Scorer):
         if not points:
             return None
         tr = _state_trace(ctx, traj, points)
-        positions = [checkpoint_positions(p, traj, tr, attempts=False) for p in points]
+        support = calls(traj)
+        positions = [checkpoint_positions(p, traj, tr, attempts=False, support=support) for p in points]
         chain = ordered_chain(positions)
         passed_at = dict(chain)
         findings = []
@@ -143,8 +144,9 @@ class MinefieldsScorer(Scorer):
         tr = _state_trace(ctx, traj, [m for m, _ in mines])
         findings = []
         hits = []
+        support = calls(traj)
         for mine, since in mines:
-            for turn, _sub in checkpoint_positions(mine, traj, tr, attempts=True, since=since):
+            for turn, _sub in checkpoint_positions(mine, traj, tr, attempts=True, since=since, support=support):
                 why = f": {mine.reason}" if mine.reason else ""
                 findings.append(Finding(kind="minefield", turn=turn, blame="agent",
                                         message=f"hit minefield {mine.label()}{why}"))

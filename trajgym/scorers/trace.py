@@ -299,13 +299,16 @@ def _trace(ctx: ScoringContext, traj: Trajectory) -> Trace:
 
 
 def checkpoint_positions(point: Checkpoint, traj: Trajectory, tr: Trace | None, *,
-                         attempts: bool, since: int | None = None) -> list[Position]:
+                         attempts: bool, since: int | None = None,
+                         support: list[CallRef] | None = None) -> list[Position]:
     """Where ``point`` happens in ``traj``, in order. A ``call`` counts when support made it and it
     succeeded (any attempt that reached the world with ``attempts``); a ``state`` after each step
-    where it holds (needs ``tr.states``); only events after turn ``since`` when given."""
+    where it holds (needs ``tr.states``); only events after turn ``since`` when given. ``support``:
+    ``calls(traj)``, when the caller has it already."""
     after = -1 if since is None else since
     if point.call is not None:
-        return [c.position for c in calls(traj) if c.turn > after and c.name == point.call
+        return [c.position for c in (calls(traj) if support is None else support)
+                if c.turn > after and c.name == point.call
                 and (c.reached_world if attempts else c.record.ok) and args_match(point.args, c.args)]
     if point.tell is not None:
         tell = point.tell
@@ -315,5 +318,9 @@ def checkpoint_positions(point: Checkpoint, traj: Trajectory, tr: Trace | None, 
         raise ValueError(f"a state checkpoint needs the world after each step, which domain {traj.domain} does "
                          "not rebuild (the loader rejects such scenarios; the file changed since?)")
     cond = point.state
+    holds: dict[int, bool] = {}  # id(state) -> whether cond holds; steps that change nothing share a state
+    for state in tr.states:
+        if id(state) not in holds:
+            holds[id(state)] = evaluate(cond, state)[0]
     return [(step.turn, AFTER_STEP) for step, state in zip(traj.steps, tr.states, strict=True)
-            if step.turn > after and evaluate(cond, state)[0]]
+            if step.turn > after and holds[id(state)]]
