@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import sys
 import traceback
 from collections import Counter
@@ -192,7 +193,8 @@ class _InOrder:
 
 def _work(scoring: Scoring, inbox: Any, outbox: Any, parent: int) -> None:
     """A worker's loop: score each chunk it is sent, send back the results, until it is sent None
-    (or its parent is gone)."""
+    (or its parent is gone). Ctrl-C is the main process's to handle: it ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             chunk = inbox.get(timeout=POLL_S)
