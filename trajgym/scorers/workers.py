@@ -16,6 +16,7 @@ one process (the exception, with the worker's traceback in a note); a worker tha
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -87,11 +88,15 @@ def score_in_workers(items: Iterable[tuple[str, Item]], scoring: Scoring, writer
     procs: list[ForkProcess] = []
     sys.stdout.flush()  # a worker flushes what it inherited when it ends: nothing, then
     sys.stderr.flush()
-    for inbox in inboxes:  # forked: the worker inherits ``scoring`` as it is, nothing is pickled
-        proc = context.Process(target=_work, args=(scoring, inbox, outbox, os.getpid()), daemon=True,
-                               name="trajgym-score")
-        proc.start()
-        procs.append(proc)
+    gc.freeze()  # the workers' collections leave what they inherit alone: no copies of its pages
+    try:
+        for inbox in inboxes:  # forked: the worker inherits ``scoring`` as it is, nothing is pickled
+            proc = context.Process(target=_work, args=(scoring, inbox, outbox, os.getpid()), daemon=True,
+                                   name="trajgym-score")
+            proc.start()
+            procs.append(proc)
+    finally:
+        gc.unfreeze()
     collected = _InOrder(writer, on_progress, outbox, procs)
     try:
         sent = _deal(items, inboxes, collected)
