@@ -6,6 +6,7 @@ import functools
 import json
 import multiprocessing
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -207,7 +208,8 @@ def test_a_scorer_bug_fails_loudly_naming_scorer_and_episode(rollouts: dict[str,
 
 # -- scoring in worker processes ------------------------------------------------------------------
 
-forks = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+forks = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin",
+                           reason="this platform scores in one process (trajgym.scorers.workers.can_fork)")
 
 
 def _rule_scoring() -> Scoring:

@@ -10,7 +10,7 @@ once; blocks go to the worker with the fewest lines so far.
 
 Workers are forked: each inherits the run's scorers and scenario cache as they are when it starts,
 so only scorers that say they can be copied that way (``Scorer.forkable``) run in workers, and only
-where the platform forks. A bad input line or a scorer's exception stops the run at that line, as in
+where the platform forks safely (:func:`can_fork`); elsewhere one process scores. A bad input line or a scorer's exception stops the run at that line, as in
 one process (the exception, with the worker's traceback in a note); a worker that dies stops it too.
 """
 
@@ -74,9 +74,11 @@ Outcome = _Scored | _Invalid | _Failed
 
 
 def can_fork(scoring: Scoring) -> bool:
-    """Whether ``scoring`` can run in forked workers here: every scorer is forkable and synchronous."""
-    return "fork" in multiprocessing.get_all_start_methods() and all(
-        a.scorer.forkable and not a.scorer.is_async for a in scoring.scorers)
+    """Whether ``scoring`` can run in forked workers here: every scorer is forkable and synchronous,
+    and the platform forks safely (not Windows, which cannot, nor macOS, whose system libraries may
+    not survive a fork)."""
+    return ("fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin"
+            and all(a.scorer.forkable and not a.scorer.is_async for a in scoring.scorers))
 
 
 def score_in_workers(items: Iterable[tuple[str, Item]], scoring: Scoring, writer: ScoredFileWriter, workers: int,
