@@ -10,14 +10,14 @@ once; blocks go to the worker with the fewest lines so far.
 
 Workers are forked: each inherits the run's scorers and scenario cache as they are when it starts,
 so only scorers that say they can be copied that way (``Scorer.forkable``) run in workers, and only
-where the platform forks safely (:func:`can_fork`); elsewhere one process scores. A bad input line or a scorer's exception stops the run at that line, as in
-one process (the exception, with the worker's traceback in a note); a worker that dies stops it too.
+where the platform forks safely (:func:`can_fork`); elsewhere one process scores. A bad input line
+or a scorer's exception stops the run at that line, as in one process (the exception, with the
+worker's traceback in a note); a worker that dies stops it too.
 """
 
 from __future__ import annotations
 
 import gc
-import logging
 import multiprocessing
 import os
 import pickle
@@ -38,8 +38,6 @@ from trajgym.trajectory.schema import Trajectory
 if TYPE_CHECKING:
     from trajgym.scorers.pipeline import Scoring
 
-log = logging.getLogger(__name__)
-
 CHUNK = 16
 """Lines sent to a worker at once."""
 BLOCK = 8
@@ -51,6 +49,7 @@ POLL_S = 1.0
 
 Item = tuple[int, str, int, str]
 """(sequence number, input file, line number, line) of one line to score."""
+
 
 @dataclass(frozen=True)
 class _Scored:
