@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,24 @@ def test_wall_clock_lives_only_in_wall_fields() -> None:
     assert strip_wall(a) == strip_wall(b)
     schema_fields = json.dumps(Trajectory.model_json_schema())
     assert "wall_time" in schema_fields and "wall_duration_s" in schema_fields
+
+
+def test_each_line_is_in_the_file_when_write_returns_and_on_disk_when_close_returns(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    trajs = [_traj(seed) for seed in range(3)]
+    with TrajectoryWriter(out) as w:
+        for n, traj in enumerate(trajs, 1):
+            w.write(traj)
+            # flushed at once: a reader (or a resumed job after a kill) sees every written line
+            assert [e["seed"] for e in iter_episodes(out)] == [t["seed"] for t in trajs[:n]]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == json.loads(json.dumps(trajs))
+    assert not [t for t in threading.enumerate() if t.name.startswith("trajgym-fsync")]  # joined
+
+
+def test_a_failing_fsync_is_reported() -> None:
+    # /dev/null takes writes but cannot be fsynced (EINVAL): the writer's thread meets the error,
+    # and the next write, or else close, reports it
+    traj = _traj(0)
+    with pytest.raises(TrajectoryFileError, match=r"/dev/null.*cannot fsync"), TrajectoryWriter("/dev/null") as w:
+        for _ in range(1000):
+            w.write(traj)

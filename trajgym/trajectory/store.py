@@ -1,7 +1,8 @@
-"""Trajectory files: JSONL, one episode a line, append-only, flushed and fsynced per episode.
+"""Trajectory files: JSONL, one episode a line, append-only, flushed per episode and fsynced.
 
 A crash can at worst leave a partial last line; :func:`read` reports it with its line number and
-:func:`iter_episodes` can skip it, so nothing written before is lost.
+:func:`iter_episodes` can skip it, so nothing written before is lost (when the machine itself
+crashes, nothing written before the last fsync: see :class:`TrajectoryWriter`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import platform
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from trajgym import jsonio
 from trajgym._version import __version__
 from trajgym.errors import TrajectoryFileError
 from trajgym.trajectory.schema import TRAJECTORY_VERSION, Trajectory
@@ -47,26 +50,40 @@ def provenance(command: str | None = None) -> dict[str, Any]:
 
 
 class TrajectoryWriter:
-    """Appends episodes to a JSONL file. Use as a context manager."""
+    """Appends episodes to a JSONL file. Use as a context manager.
+
+    Each episode is written and flushed as one line at once, so a process that dies loses none of
+    the episodes written before. With ``fsync`` (the default) a thread of the writer also fsyncs the
+    file after every write, off the caller's thread and event loop: an fsync takes milliseconds
+    (4 ms on the development machine), more than an episode's whole CPU time at 1,000 episodes in
+    flight, and one fsync covers every line written before it starts. So a crash of the machine
+    itself loses at most the lines of the last fsync period; :meth:`close` returns once every line
+    is on disk.
+    """
 
     def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
-        self._fsync = fsync
+        self._fh: IO[bytes] = self.path.open("ab")
+        self._syncer = _Syncer(self._fh.fileno(), self.path) if fsync else None
         self.count = 0
 
     def write(self, trajectory: dict[str, Any]) -> None:
-        """Write one episode as one line, then flush (and fsync) it."""
-        line = json.dumps(trajectory, ensure_ascii=False, separators=(",", ":"))
-        self._fh.write(line + "\n")
+        """Write one episode as one line and flush it; the fsync follows on the writer's thread."""
+        self._fh.write(jsonio.dumps_line(trajectory))
         self._fh.flush()
-        if self._fsync:
-            os.fsync(self._fh.fileno())
+        if self._syncer is not None:
+            self._syncer.request()
         self.count += 1
 
     def close(self) -> None:
-        self._fh.close()
+        """Wait for the last fsync, then close the file (idempotent)."""
+        syncer, self._syncer = self._syncer, None
+        try:
+            if syncer is not None:
+                syncer.close()
+        finally:
+            self._fh.close()
 
     def __enter__(self) -> TrajectoryWriter:
         return self
@@ -74,6 +91,55 @@ class TrajectoryWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class _Syncer:
+    """A thread that fsyncs ``fd`` whenever lines were written since its last fsync began."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd = fd
+        self._path = path
+        self._cond = threading.Condition()
+        self._written = 0
+        self._synced = 0
+        self._closing = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name=f"trajgym-fsync {path.name}", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._cond:
+            self._raise()
+            self._written += 1
+            self._cond.notify()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise TrajectoryFileError(self._path, 0, f"cannot fsync: {self._error.strerror or self._error}")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._synced == self._written and not self._closing:
+                    self._cond.wait()
+                if self._synced == self._written:  # closing, and everything is on disk
+                    return
+                target = self._written
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                return
+            with self._cond:
+                self._synced = target
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        self._raise()
 
 
 def iter_episodes(path: str | Path, *, validate: bool = True, skip_broken: bool = False) -> Iterator[dict[str, Any]]:

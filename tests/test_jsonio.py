@@ -1,0 +1,51 @@
+"""JSON on the hot paths: orjson, with the standard library for what orjson refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+import tracemalloc
+
+import pytest
+
+from trajgym import jsonio
+
+
+def test_dumps_is_compact_json_that_reads_back_the_same() -> None:
+    obj = {"a": [1, 2.5, 1e-05, None, True], "é": "naïve ☃", "n": {"x": -3}}
+    out = jsonio.dumps(obj)
+    assert json.loads(out) == obj
+    assert b" " not in out.replace(" ☃".encode(), b"")
+    assert jsonio.dumps_line(obj) == out + b"\n"
+
+
+@pytest.mark.parametrize("obj", [{"big": 2**70}, {1: "int key"}, {"lone": "\ud800"}])
+def test_what_orjson_refuses_falls_back_to_the_standard_library(obj: dict[object, object]) -> None:
+    out = jsonio.dumps(obj)
+    out.decode("utf-8")  # always valid UTF-8: a lone surrogate is escaped
+    assert json.loads(out) == json.loads(json.dumps(obj))
+    assert jsonio.dumps_line(obj) == out + b"\n"
+
+
+def test_non_finite_floats_are_written_as_null() -> None:
+    assert json.loads(jsonio.dumps({"x": math.nan, "y": -math.inf})) == {"x": None, "y": None}
+
+
+def test_loads_reads_what_json_loads_reads() -> None:
+    assert jsonio.loads(b'{"a": [1, "\\u00e9"]}') == {"a": [1, "é"]}
+    assert jsonio.loads('{"a": 1}') == {"a": 1}
+    assert math.isinf(jsonio.loads(b'{"lp": -Infinity}')["lp"])  # not JSON, but servers send it
+    assert jsonio.loads(b'{"a": "\xff"}') == {"a": "\ufffd"}  # invalid UTF-8 is replaced
+    with pytest.raises(ValueError):
+        jsonio.loads(b"<html>bad gateway</html>")
+
+
+def test_kept_results_are_their_own_size() -> None:
+    tracemalloc.start()
+    try:
+        kept = [jsonio.dumps({"role": "user", "content": "hi"}) for _ in range(100)]
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # orjson's own result holds a 4 KB buffer however short it is; a kept history has many
+    assert len(kept) == 100 and size < 100 * 200
