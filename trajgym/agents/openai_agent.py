@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from trajgym import jsonio
 from trajgym.agents.base import AgentContext
 from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
 from trajgym.errors import InfraError, TrajgymError
@@ -81,17 +82,16 @@ class OpenAIClient:
                 async with session.request(method, url, data=body, headers=self.headers,
                                            timeout=self.timeout) as resp:
                     raw = await resp.read()
-                    text = raw.decode("utf-8", errors="replace")
                     if resp.status >= 500 or resp.status in RETRY_STATUS:
-                        last = f"HTTP {resp.status}: {_server_message(text)}"
+                        last = f"HTTP {resp.status}: {_server_message(raw)}"
                         continue
                     if resp.status >= 400:
                         raise TrajgymError(f"model server {url} rejected the request (HTTP "
-                                           f"{resp.status}): {_server_message(text)}")
+                                           f"{resp.status}): {_server_message(raw)}")
                     try:
-                        return json.loads(text)
-                    except json.JSONDecodeError:
-                        last = f"response is not JSON: {text[:200]!r}"
+                        return jsonio.loads(raw)
+                    except ValueError:
+                        last = f"response is not JSON: {raw[:200].decode('utf-8', errors='replace')!r}"
                         continue
             except TimeoutError:
                 last = f"timed out after {self.timeout.total}s"
@@ -115,7 +115,8 @@ class OpenAIClient:
                                "pass model=...") from None
 
 
-def _server_message(text: str) -> str:
+def _server_message(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -173,7 +174,7 @@ class OpenAIAgent(ChatAgent):
         self.seed_key: tuple[object, ...] | None = None  # (episode seed, trial, role), set by reset
         self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
                                    timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
-        self._encoded: list[str] = []  # history[i] as JSON: each message is encoded once
+        self._encoded: list[bytes] = []  # history[i] as JSON: each message is encoded once
 
     # ------------------------------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class OpenAIAgent(ChatAgent):
         encoding is most of the client's work)."""
         if len(self._encoded) > len(self.history):  # the history was replaced
             self._encoded = []
-        self._encoded.extend(json.dumps(m) for m in self.history[len(self._encoded):])
+        self._encoded.extend(jsonio.dumps(m) for m in self.history[len(self._encoded):])
         head: dict[str, Any] = {"model": self.model, **self.request_sampling(info)}
         tools = self.tools_of(info)
         if tools and self.tool_choice is not None:
@@ -251,11 +252,11 @@ class OpenAIAgent(ChatAgent):
         if self.return_token_ids:
             head["return_token_ids"] = True
         head.update(self.extra_body)
-        parts = [json.dumps(head)[:-1], ', "messages": [', ", ".join(self._encoded), "]"]
+        parts = [jsonio.dumps(head)[:-1], b',"messages":[', b",".join(self._encoded), b"]"]
         if tools:
-            parts += [', "tools": ', _encoded_tools(tools, self.strict, self.tools_for_request)]
-        parts.append("}")
-        return "".join(parts).encode()
+            parts += [b',"tools":', _encoded_tools(tools, self.strict, self.tools_for_request)]
+        parts.append(b"}")
+        return b"".join(parts)
 
     async def generate(self, info: dict[str, Any]) -> str:
         """One completion over the history; records the assistant message and :attr:`generation`."""
@@ -292,18 +293,18 @@ class OpenAIAgent(ChatAgent):
         }
 
 
-_TOOLS_CACHE: dict[tuple[int, bool, int], tuple[list[dict[str, Any]], str]] = {}
+_TOOLS_CACHE: dict[tuple[int, bool, int], tuple[list[dict[str, Any]], bytes]] = {}
 
 
 def _encoded_tools(tools: list[dict[str, Any]], strict: bool,
-                   prepare: Any) -> str:
+                   prepare: Any) -> bytes:
     """The tools' JSON, cached by the identity of the schema dicts (the envs share them); the
     cache holds the list, so an id cannot be reused while its entry lives."""
     key = (hash(tuple(id(t) for t in tools)), strict, len(tools))
     hit = _TOOLS_CACHE.get(key)
     if hit is not None and len(hit[0]) == len(tools) and all(a is b for a, b in zip(hit[0], tools, strict=True)):
         return hit[1]
-    text = json.dumps(prepare(tools))
+    text = jsonio.dumps(prepare(tools))
     if len(_TOOLS_CACHE) > 256:
         _TOOLS_CACHE.clear()
     _TOOLS_CACHE[key] = (list(tools), text)
