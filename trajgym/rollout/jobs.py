@@ -30,6 +30,7 @@ from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
 from trajgym.rollout.episode import aplay, to_trajectory
 from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan, total
+from trajgym.rollout.runtime import collector_tuned
 from trajgym.scenario.catalog import scenario_files
 from trajgym.scenario.loader import ScenarioTemplate, load
 from trajgym.trajectory.store import (
@@ -276,7 +277,8 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
                 if on_episode is not None:
                     on_episode(traj)
 
-            await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command), done)
+            async with collector_tuned():
+                await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command), done)
     return result
 
 
