@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from helpers import EXAMPLE, example_data, scenario_from
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trajgym.scenario import variables as tv
 from trajgym.scenario.loader import load
@@ -66,3 +69,43 @@ def test_a_variable_per_episode_changes_the_world() -> None:
     template = scenario_from(data)
     prices = {template.instantiate(s).state.orders["O1"].items[0].price for s in range(20)}
     assert prices == {10.0, 20.0}
+
+
+values_st = st.fixed_dictionaries({"n": st.integers(-5, 5), "s": st.text(max_size=4),
+                                   "m": st.fixed_dictionaries({"f": st.floats(allow_nan=False)})})
+templates_st = st.sampled_from(["${n}", "${s}", "x ${n:03d} y ${s}", "${m.f}", "${m}", "${nope}", "${n:q}",
+                                "${m.g}", "plain", "$ {n}"])
+leaves_st = st.one_of(templates_st, st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=3),
+                      st.dates(), st.just(2**70))
+nested_st = st.recursive(leaves_st, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.one_of(templates_st, st.text(max_size=3), st.integers(0, 3)), inner, max_size=3)),
+    max_leaves=12)
+
+
+def _filled(f: Any, values: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "ok", f(values)
+    except tv.TemplateError as exc:
+        return "error", str(exc)
+
+
+@given(obj=nested_st, values=values_st)
+@settings(max_examples=300, deadline=None)
+def test_compiled_fill_is_fill(obj: Any, values: dict[str, Any]) -> None:
+    compiled = tv.compile_fill(obj)
+    expected = _filled(lambda v: tv.fill(obj, v), values)
+    got = _filled(compiled, values)
+    assert repr(got) == repr(expected)  # repr: types and NaN too
+    if got[0] == "ok" and isinstance(obj, dict | list):
+        assert got[1] is not compiled(values)  # every call builds a new structure
+
+
+def test_compiled_fill_shares_no_container_between_instances() -> None:
+    template = load(EXAMPLE)
+    one, two = template.instantiate(1), template.instantiate(1)
+    assert one.spec.model_dump() == two.spec.model_dump()
+    one.spec.world["customers"]["C1"]["address"]["city"] = "Elsewhere"
+    one.spec.customer.facts[0].keywords.append("mail")  # type: ignore[union-attr]
+    assert two.spec.world["customers"]["C1"]["address"]["city"] != "Elsewhere"
+    assert template.instantiate(1).spec.model_dump() == two.spec.model_dump()

@@ -83,16 +83,22 @@ class ScenarioTemplate:
     spec: Scenario
     domain: Domain[Any, Any]
     content_hash: str
+    _fill: tvars.Filler | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return self.spec.id
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fill": None}  # compiled once per process (closures do not pickle)
+
     def instantiate(self, seed: int) -> ScenarioInstance:
         """Draw the variables from ``seed`` and build the initial world."""
         values = tvars.draw(self.spec.variables, self.spec.today, rng(seed, "variables"))
-        raw = tvars.fill({k: v for k, v in self.located.data.items() if k != "variables"}, values)
-        raw["variables"] = self.located.data.get("variables", {})
+        if self._fill is None:
+            self._fill = tvars.compile_fill({k: v for k, v in self.located.data.items() if k != "variables"})
+        raw = self._fill(values)
+        raw["variables"] = self.spec.variables  # validated once: their models are taken as they are
         spec = Scenario.model_validate(raw)
         world = dict(spec.world)
         world.setdefault("today", spec.today)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 
 from trajgym.scenario.schema import Scenario, VariableSpec
 
@@ -113,11 +115,15 @@ def _lookup(values: dict[str, Any], name: str, fields: str) -> Any:
 
 def _formatted(m: re.Match[str], values: dict[str, Any]) -> str:
     """The text of one reference ``m`` inside a longer string."""
-    value = _lookup(values, m.group(1), m.group(2))
+    return _format_ref(values, m.group(1), m.group(2), m.group(3), m.group(0))
+
+
+def _format_ref(values: dict[str, Any], name: str, fields: str, spec: str | None, text: str) -> str:
+    value = _lookup(values, name, fields)
     try:
-        return format(value, m.group(3) or "")
+        return format(value, spec or "")
     except (ValueError, TypeError) as exc:
-        raise TemplateError(f"cannot format '{m.group(0)}': {exc}") from None
+        raise TemplateError(f"cannot format '{text}': {exc}") from None
 
 
 def fill_key(key: Any, values: dict[str, Any]) -> Any:
@@ -142,6 +148,65 @@ def fill(obj: Any, values: dict[str, Any]) -> Any:
     if isinstance(obj, list):
         return [fill(v, values) for v in obj]
     return obj
+
+
+Filler = Callable[[dict[str, Any]], Any]
+"""``values -> fill(obj, values)`` for one ``obj`` (see :func:`compile_fill`)."""
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def compile_fill(obj: Any) -> Filler:
+    """:func:`fill` of ``obj`` as a function of the values, with the walk of ``obj`` done once.
+
+    ``compile_fill(obj)(values) == fill(obj, values)``, errors included, and as with :func:`fill`
+    every mapping and list of the result is new. A part without a reference is rebuilt from its JSON
+    by one orjson decode (when JSON holds it exactly); only the parts with references are walked.
+    A scenario is instantiated once per episode: this is most of the cost of filling it in.
+    """
+    if isinstance(obj, dict | list) and _plain(obj):
+        encoded = orjson.dumps(obj)
+        return lambda values: orjson.loads(encoded)
+    if isinstance(obj, str) and "${" in obj:
+        whole = REF.fullmatch(obj)
+        if whole and whole.group(3) is None:
+            name, fields = whole.group(1), whole.group(2)
+            return lambda values: _lookup(values, name, fields)
+        return _compile_text(obj)
+    if isinstance(obj, dict):
+        items = [(k, _compile_text(k) if isinstance(k, str) and "${" in k else None, compile_fill(v))
+                 for k, v in obj.items()]
+        return lambda values: {k if kf is None else kf(values): vf(values) for k, kf, vf in items}
+    if isinstance(obj, list):
+        parts = [compile_fill(v) for v in obj]
+        return lambda values: [f(values) for f in parts]
+    return lambda values: obj
+
+
+def _compile_text(text: str) -> Filler:
+    """The filler of a string whose references are all formatted in (see :func:`fill_key`)."""
+    pieces: list[str | tuple[str, str, str | None, str]] = []
+    at = 0
+    for m in REF.finditer(text):
+        pieces += [text[at:m.start()], (m.group(1), m.group(2), m.group(3), m.group(0))]
+        at = m.end()
+    pieces.append(text[at:])
+    return lambda values: "".join([p if isinstance(p, str) else _format_ref(values, *p) for p in pieces])
+
+
+def _plain(obj: Any) -> bool:
+    """Whether ``obj`` holds no reference and survives a JSON round trip unchanged (types included)."""
+    if isinstance(obj, dict):
+        return all(type(k) is str and "${" not in k and _plain(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return all(_plain(v) for v in obj)
+    if type(obj) not in _JSON_SCALARS:
+        return False
+    if isinstance(obj, str):
+        return "${" not in obj
+    if type(obj) is float:
+        return math.isfinite(obj)
+    return type(obj) is not int or -(2**63) <= obj < 2**64
 
 
 Path_ = tuple[str | int, ...]
