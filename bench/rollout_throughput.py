@@ -7,14 +7,18 @@ takes ``--latency`` seconds and is a valid assistant message with token ids and 
 vLLM's. Its support policy ends an episode of ``refund_damaged_item`` after 4 calls: ask for the
 details (the scripted customer answers), get_order, find_customer, transfer_to_human.
 
-For each concurrency level it plays ``level * waves`` episodes with ``aplay`` (real envs, an
-:class:`OpenAIAgent` as support, trajectories built with ``to_trajectory`` + ``json.dumps``) under
-an ``asyncio.Semaphore(level)``, and, in the same run, a bare asyncio + aiohttp loop sending the
-same request bodies, encoded once (4 sequential calls per "episode"), as the ceiling. It reports episodes/s,
-the requests in flight achieved (Little's law: requests x mean latency / wall time) and the
-memory per live episode (tracemalloc peak over one wave of ``level`` live episodes). The largest
-level is run again with the garbage collector tuned (see :func:`set_gc`): with a thousand live
-episodes CPython's default thresholds make full collections a large part of the client's time.
+For each concurrency level it plays ``level * waves`` episodes with
+:func:`trajgym.rollout.jobs.arun_job`, the path ``trajgym rollout`` runs (real envs, an
+:class:`OpenAIAgent` as support, every trajectory recorded and appended to a JSONL file with its
+fsync), and, in the same run and on the same event loop, a bare asyncio + aiohttp loop sending
+the same request bodies (encoded once; 4 sequential calls per "episode", each answer decoded) as
+the ceiling. The bare loop runs under the same garbage-collector settings as the job
+(:func:`trajgym.rollout.runtime.collector_tuned`). It reports episodes/s, the requests in flight
+achieved (Little's law: requests x mean latency / wall time), the client's CPU time per episode
+and the memory per live episode (tracemalloc peak over one wave of ``level`` live episodes).
+
+The server shares the machine's cores with the client: on a small machine the numbers move with
+whatever else runs (the load average before the run is printed).
 
 Targets: >= 90% of the bare loop's episodes/s at 1,000 in flight; < 200 KB per live episode.
 """
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
+import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 CALLS_PER_EPISODE = 4
+ASSISTANT = re.compile(rb'"role"\s*:\s*"assistant"')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +76,7 @@ def serve(latency: float) -> None:
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.read()
-        n = body.count(b'"role": "assistant"')
+        n = len(ASSISTANT.findall(body))
         await asyncio.sleep(latency)
         return web.Response(body=replies[min(n, 3)], content_type="application/json")
 
@@ -94,67 +102,78 @@ def serve(latency: float) -> None:
 # the client
 
 
-async def agent_level(template: Any, base_url: str, level: int, episodes: int, seed0: int, *,
-                      bodies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    from trajgym.agents import OpenAIAgent, ScriptedCustomer
-    from trajgym.envs.core import Episode
-    from trajgym.rollout.episode import aplay, to_trajectory
+def _support(base_url: str) -> Any:
+    from trajgym.rollout.jobs import AgentSpec
 
-    sem = asyncio.Semaphore(level)
+    return AgentSpec.support("openai", base_url=base_url, model="bench", retries=3, timeout_s=60,
+                             sampling={"temperature": 1.0, "max_tokens": 256})
+
+
+async def agent_level(template: Any, base_url: str, level: int, episodes: int, seed0: int, *,
+                      out_dir: Path) -> dict[str, Any]:
+    """``episodes`` units played by ``arun_job`` with ``level`` in flight, appended to a file."""
+    from trajgym.rollout.jobs import arun_job
+    from trajgym.rollout.runner import WorkUnit
+
+    units = [WorkUnit(template, seed0 + i) for i in range(episodes)]
+    out = out_dir / f"agent-{level}-{seed0}.jsonl"
     latencies: list[float] = []
-    sizes = 0
     ends: dict[str, int] = {}
 
-    async def one(seed: int) -> None:
-        nonlocal sizes
-        async with sem:
-            support = OpenAIAgent(base_url=base_url, model="bench", retries=3, timeout_s=60,
-                                  sampling={"temperature": 1.0, "max_tokens": 256})
-            agents = {"support": support, "customer": ScriptedCustomer()}
-            episode = await aplay(Episode.start(template, seed), agents)
-            traj = to_trajectory(episode, agents)
-            sizes += len(json.dumps(traj))
-            for step in traj["steps"]:
-                gen = step["generation"]
-                if step["role"] == "support" and gen:
-                    latencies.append(gen["wall_latency_ms"] / 1000)
-            ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
-            if bodies is not None and not bodies:
-                bodies.extend(_requests_of(traj, support))
+    def on_episode(traj: dict[str, Any]) -> None:
+        for step in traj["steps"]:
+            gen = step["generation"]
+            if step["role"] == "support" and gen:
+                latencies.append(gen["wall_latency_ms"] / 1000)
+        ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
 
     t0, c0 = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(one(seed0 + i) for i in range(episodes)))
+    await arun_job(units, out, _support(base_url), concurrency=level, on_episode=on_episode)
     wall = time.perf_counter() - t0
     cpu = (time.process_time() - c0) / episodes
+    size = out.stat().st_size
+    out.unlink()
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu,
-            "requests": len(latencies), "bytes": sizes / episodes, "ends": ends}
+            "requests": len(latencies), "bytes": size / episodes, "ends": ends}
 
 
-def _requests_of(traj: dict[str, Any], agent: Any) -> list[dict[str, Any]]:
-    """The 4 request bodies of one episode, rebuilt from its history (for the bare loop)."""
-    history = agent.history
-    cuts = [i for i, m in enumerate(history) if m["role"] == "assistant"]
-    return [{"model": "bench", "messages": history[:i], "temperature": 1.0, "max_tokens": 256,
-             "logprobs": True, "return_token_ids": True} for i in cuts]
+async def request_bodies(template: Any, base_url: str) -> list[bytes]:
+    """The 4 request bodies of one episode, as its support agent encoded them (for the bare loop)."""
+    from trajgym.agents import OpenAIAgent, ScriptedCustomer
+    from trajgym.envs.core import Episode
+    from trajgym.rollout.episode import aplay
+
+    bodies: list[bytes] = []
+
+    class Recording(OpenAIAgent):
+        def encoded_body(self, info: dict[str, Any]) -> bytes:
+            bodies.append(super().encoded_body(info))
+            return bodies[-1]
+
+    support = Recording(base_url=base_url, model="bench", sampling={"temperature": 1.0, "max_tokens": 256})
+    episode = await aplay(Episode.start(template, 0), {"support": support, "customer": ScriptedCustomer()})
+    assert episode.termination == "transferred_to_human", episode.termination
+    return bodies
 
 
-async def bare_level(base_url: str, level: int, episodes: int, bodies: list[dict[str, Any]],
-                     tools: list[dict[str, Any]]) -> dict[str, Any]:
+async def bare_level(base_url: str, level: int, episodes: int, bodies: list[bytes]) -> dict[str, Any]:
+    """The ceiling: ``bodies`` sent in turn by each of ``episodes`` coroutines, ``level`` at a
+    time, through the agents' HTTP session; each answer is decoded as the agent decodes it."""
     from trajgym.agents.openai_agent import client_session
+    from trajgym.jsonio import loads as decode_json
 
     session = client_session()
     url = f"{base_url}/chat/completions"
     sem = asyncio.Semaphore(level)
     latencies: list[float] = []
-    encoded = [json.dumps({**body, "tools": tools, "tool_choice": "auto"}).encode() for body in bodies]
     headers = {"Content-Type": "application/json"}
 
     async def one() -> None:
         async with sem:
-            for body in encoded:
+            for body in bodies:
                 t = time.perf_counter()
                 async with session.post(url, data=body, headers=headers) as resp:
-                    data = json.loads(await resp.text())
+                    data = decode_json(await resp.read())
                     assert data["choices"]
                 latencies.append(time.perf_counter() - t)
 
@@ -165,63 +184,52 @@ async def bare_level(base_url: str, level: int, episodes: int, bodies: list[dict
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu}
 
 
-async def memory_per_episode(template: Any, base_url: str, level: int) -> float:
-    await agent_level(template, base_url, min(level, 10), min(level, 10), 10**6)  # warm caches
+async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: Path) -> float:
+    await agent_level(template, base_url, min(level, 10), min(level, 10), 10**6, out_dir=out_dir)  # warm caches
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
-    await agent_level(template, base_url, level, level, 2 * 10**6)
+    await agent_level(template, base_url, level, level, 2 * 10**6, out_dir=out_dir)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return (peak - base) / level
 
 
-def set_gc(mode: str) -> None:
-    """``tuned``: the long-lived objects (modules, scenario templates) frozen out of the
-    collector and a gen-0 threshold of 20,000, so a thousand live episodes do not trigger a full
-    collection every few milliseconds; ``default``: CPython's settings."""
-    if mode == "tuned":
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 100)
-    else:
-        gc.unfreeze()
-        gc.set_threshold(700, 10, 10)
-
-
 async def main_async(args: argparse.Namespace, base_url: str) -> None:
     from trajgym.agents.openai_agent import close_client_session
-    from trajgym.envs.core import Episode
+    from trajgym.rollout.runtime import collector_tuned
     from trajgym.scenario import builtin_scenarios, load
 
     template = load(builtin_scenarios()["refund_damaged_item"])
-    tools = Episode.start(template, 0).tool_schemas["support"]
-    bodies: list[dict[str, Any]] = []
-    await agent_level(template, base_url, 10, 10, 0, bodies=bodies)  # warm-up; records the bodies
+    bodies = await request_bodies(template, base_url)
     assert len(bodies) == CALLS_PER_EPISODE, len(bodies)
     rows = []
-    runs = [(level, "default") for level in args.levels]
-    if args.tuned_gc:
-        runs.append((max(args.levels), "tuned"))
-    for level, gc_mode in runs:
-        set_gc(gc_mode)
-        n = level * args.waves
-        bare = await bare_level(base_url, level, n, bodies, tools)
-        agent = await agent_level(template, base_url, level, n, 10_000 * level)
-        mem = await memory_per_episode(template, base_url, level)
-        rows.append((level, gc_mode, agent, bare, mem))
-        assert agent["ends"] == {"transferred_to_human": n}, agent["ends"]
-    set_gc("default")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(tmp)
+        await agent_level(template, base_url, 10, 10, 0, out_dir=out_dir)  # warm-up
+        for level in args.levels:
+            n = level * args.waves
+            async with collector_tuned():  # as arun_job runs
+                bare = await bare_level(base_url, level, n, bodies)
+            await close_client_session()  # each side opens its own connections
+            agent = await agent_level(template, base_url, level, n, 10_000 * level, out_dir=out_dir)
+            mem = await memory_per_episode(template, base_url, level, out_dir)
+            rows.append((level, agent, bare, mem))
+            assert agent["ends"] == {"transferred_to_human": n}, agent["ends"]
     await close_client_session()
     ideal = 1 / (CALLS_PER_EPISODE * args.latency)
+    loop = type(asyncio.get_running_loop())
     print(f"\nrefund_damaged_item, {CALLS_PER_EPISODE} support calls of {args.latency * 1000:.0f} ms per "
-          f"episode (ideal {ideal:.2f} episodes/s per slot), {args.waves} waves per level\n")
-    head = (f"{'in flight':>9} | {'gc':>7} | {'episodes':>8} | {'agent ep/s':>10} | {'bare ep/s':>9} | {'agent/bare':>10} | "
-            f"{'req in flight (agent/bare)':>26} | {'client CPU ms/ep (agent/bare)':>29} | {'KB/live episode':>15} | {'traj KB':>7}")
+          f"episode (ideal {ideal:.2f} episodes/s per slot), {args.waves} waves per level; "
+          f"{os.cpu_count()} cores, load average before the run {args.load:.2f}; "
+          f"event loop {loop.__module__}.{loop.__name__}\n")
+    head = (f"{'in flight':>9} | {'episodes':>8} | {'agent ep/s':>10} | {'bare ep/s':>9} | {'agent/bare':>10} | "
+            f"{'req in flight (agent/bare)':>26} | {'client CPU ms/ep (agent/bare)':>29} | "
+            f"{'KB/live episode':>15} | {'traj KB':>7}")
     print(head)
     print("-" * len(head))
-    for level, gc_mode, agent, bare, mem in rows:
-        print(f"{level:>9} | {gc_mode:>7} | {level * args.waves:>8} | {agent['eps']:>10.1f} | {bare['eps']:>9.1f} | "
+    for level, agent, bare, mem in rows:
+        print(f"{level:>9} | {level * args.waves:>8} | {agent['eps']:>10.1f} | {bare['eps']:>9.1f} | "
               f"{agent['eps'] / bare['eps']:>9.0%} | {agent['inflight']:>12.0f} / {bare['inflight']:<11.0f} | "
               f"{agent['cpu'] * 1000:>14.2f} / {bare['cpu'] * 1000:<12.2f} | "
               f"{mem / 1024:>15.1f} | {agent['bytes'] / 1024:>7.1f}")
@@ -232,13 +240,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
     parser.add_argument("--waves", type=int, default=3)
-    parser.add_argument("--no-tuned-gc", dest="tuned_gc", action="store_false",
-                        help="skip the extra row at the largest level with the collector tuned")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.latency)
         return
+    args.load = os.getloadavg()[0]
     proc = subprocess.Popen([sys.executable, __file__, "--serve", "--latency", str(args.latency)],
                             stdout=subprocess.PIPE, text=True)
     try:
