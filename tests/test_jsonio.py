@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tracemalloc
 
 import pytest
@@ -49,3 +50,18 @@ def test_kept_results_are_their_own_size() -> None:
         tracemalloc.stop()
     # orjson's own result holds a 4 KB buffer however short it is; a kept history has many
     assert len(kept) == 100 and size < 100 * 200
+
+
+@pytest.mark.parametrize("text", ['{"id": 123456789012345678901234567890}', '{"x": 1e400}', '{"s": "\\ud800"}',
+                                  '{"a": 1, "a": 2}', '{"f": 0.1, "n": -0}', '[1, NaN]'])
+def test_loads_decodes_exactly_as_json_loads(text: str) -> None:
+    assert repr(jsonio.loads(text)) == repr(json.loads(text))
+    assert repr(jsonio.loads(text.encode())) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ['{"a": 1,}', "[" * 5000 + "]" * 5000, '{"a": "x\x01"}'])
+def test_loads_fails_as_json_loads_fails(text: str) -> None:
+    with pytest.raises((ValueError, RecursionError)) as expected:
+        json.loads(text)
+    with pytest.raises(expected.type, match=re.escape(str(expected.value))):
+        jsonio.loads(text)

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from trajgym import jsonio
+
 
 class ActionError(ValueError):
     """The action text is not a valid assistant message."""
@@ -39,7 +41,7 @@ def parse_action(text: str, turn: int) -> ParsedAction:
     if not stripped.startswith("{"):
         raise ActionError('an action is the JSON of an assistant message, e.g. {"content": "Hi"}')
     try:
-        msg = json.loads(stripped)
+        msg = jsonio.loads(stripped)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ActionError(f"the action is not valid JSON: {exc}") from None
     if not isinstance(msg, dict):
@@ -70,7 +72,7 @@ def _parse_call(raw: Any, turn: int, k: int) -> ToolCall:
     args = fn.get("arguments", {})
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
+            args = jsonio.loads(args) if args.strip() else {}
         except (json.JSONDecodeError, RecursionError) as exc:
             return ToolCall(call_id, name, args, f"arguments are not valid JSON: {exc}")
     if not isinstance(args, dict):
