@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -294,3 +295,50 @@ def test_progress_counts_completion_tokens() -> None:
     steps = [{"generation": {"usage": {"completion_tokens": 5}}}, {"generation": None},
              {"generation": {"usage": None}}, {"generation": {"usage": {"completion_tokens": 2}}}]
     assert completion_tokens({"steps": steps}) == 7
+
+
+def test_worker_processes_write_the_same_episodes(tmp_path: Path) -> None:
+    units = _units()
+    one = run_job(units, tmp_path / "one.jsonl", AgentSpec.support("random"), concurrency=4, command="c")
+    seen: list[dict[str, Any]] = []
+    two = run_job(units, tmp_path / "two.jsonl", AgentSpec.support("random"), concurrency=4, command="c",
+                  workers=2, on_episode=seen.append)
+    assert one.ran == two.ran == len(seen) == len(units)
+    assert _canon(_lines(tmp_path / "one.jsonl")) == _canon(_lines(tmp_path / "two.jsonl")) == _canon(seen)
+    assert {k: v.episodes for k, v in one.summary.items()} == {k: v.episodes for k, v in two.summary.items()}
+
+
+def test_a_worker_error_ends_the_job_with_it(tmp_path: Path) -> None:
+    spec = AgentSpec({"support": AgentChoice("oracle", {"no_such_option": 1})})
+    with pytest.raises(TrajgymError, match="agent 'oracle': bad options"):
+        run_job(_units(), tmp_path / "out.jsonl", spec, concurrency=4, workers=2)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc")
+def test_a_killed_worker_ends_the_job_and_resume_finishes_it(tmp_path: Path) -> None:
+    out = tmp_path / "job.jsonl"
+    argv = [sys.executable, "-m", "trajgym", "rollout", "refund_damaged_item", "--episodes", "400",
+            "--seed", "3", "--concurrency", "8", "--workers", "2", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _worker_pids(proc.pid)
+            if len(workers) == 2 and out.exists() and out.read_bytes().count(b"\n") >= 5:
+                os.kill(workers[0], signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and b"worker process" in err and b"resume" in err, err
+    assert not _worker_pids(os.getpid())  # nothing left behind
+    again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert again.returncode == 0, again.stderr
+    keys = [unit_key(t) for t in _lines(out)]  # every line parses
+    assert len(keys) == len(set(keys)) == 400

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                    help="scenario ids, files or folders (default: every built-in scenario)")
     r.add_argument("--job", metavar="JOB.yaml", help="run the job a YAML file declares (scenarios, agents, "
-                   "episodes, trials, seed, concurrency, output, backend)")
+                   "episodes, trials, seed, concurrency, workers, output, backend)")
     r.add_argument("--agent", help="who plays support (default oracle)")
     r.add_argument("--episodes", type=int, help="variations (seeds) per scenario (default 1)")
     r.add_argument("--trials", type=int, help="episodes per variation (default 1)")
@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-turns", type=int, metavar="N",
                    help="end every episode after at most N turns (the scenario's own limit if lower)")
     r.add_argument("--concurrency", type=int, help="episodes in flight (default 8)")
+    r.add_argument("--workers", type=int, help="processes that share the episodes in flight (default 1; "
+                   "more for thousands in flight on a machine with cores to spare)")
     r.add_argument("--out", help="JSONL file to append trajectories to (required without --job)")
     r.add_argument("--resume", action="store_true",
                    help="continue the job in --out: skip finished units, rerun missing and infra_error ones")

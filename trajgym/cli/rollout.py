@@ -27,7 +27,7 @@ from trajgym.scenario.catalog import builtin_dir, scenario_files
 from trajgym.scenario.loader import load
 
 JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed", "max_turns")
-"""Flags that a job file declares itself (--out, --concurrency and --backend override it)."""
+"""Flags that a job file declares itself (--out, --concurrency, --workers and --backend override it)."""
 
 
 SERVER_AGENTS = ("openai", "llm_customer")
@@ -96,10 +96,16 @@ def job_from_args(args: argparse.Namespace) -> Job:
         if args.concurrency < 1:
             raise TrajgymError("--concurrency must be at least 1")
         job.concurrency = args.concurrency
+    if args.workers is not None:
+        if args.workers < 1:
+            raise TrajgymError("--workers must be at least 1")
+        job.workers = args.workers
     if args.backend:
         job.backend = args.backend
     if args.ray_address:
         job.ray_address = args.ray_address
+    if job.backend == "ray" and job.workers > 1:
+        raise TrajgymError("workers are for the local backend; with --backend ray, Ray's own workers share the job")
     return job
 
 
@@ -150,7 +156,7 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
             result = run_job_ray(units, job.output, job.agents, address=job.ray_address,
                                  batch_size=job.ray_batch_size, **common)
         else:
-            result = run_job(units, job.output, job.agents, **common)
+            result = run_job(units, job.output, job.agents, workers=job.workers, **common)
     elapsed = max(time.perf_counter() - started, 1e-9)
     console.print(summary_table(result.summary, job.agents.label(), elapsed))
     if result.persona_mix:

@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trajgym import jsonio
 from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
 from trajgym.agents.openai_agent import close_client_session
 from trajgym.configfile import load_config
@@ -259,10 +260,10 @@ def _todo(units: list[WorkUnit], out: str | Path, resume: bool) -> tuple[list[Wo
 async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
                    concurrency: int = 8, resume: bool = False, command: str | None = None,
                    on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
-                   fsync: bool = True) -> JobResult:
+                   fsync: bool = True, workers: int = 1) -> JobResult:
     """The async form of :func:`run_job`, for callers that already run an event loop."""
-    if concurrency < 1:
-        raise TrajgymError("concurrency must be at least 1")
+    if concurrency < 1 or workers < 1:
+        raise TrajgymError("concurrency and workers must be at least 1")
     out = Path(out)
     with _exclusive(out):
         todo, skipped, torn = _todo(units, out, resume)
@@ -270,22 +271,32 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
         if on_start is not None:
             on_start(result, len(todo))
         with TrajectoryWriter(out, fsync=fsync) as writer:
-            def done(traj: dict[str, Any]) -> None:
-                writer.write(traj)
+            def done(traj: dict[str, Any], line: bytes | None = None) -> None:
+                if line is None:
+                    writer.write(traj)
+                else:
+                    writer.write_line(line)
                 result.ran += 1
                 result.summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
                 if on_episode is not None:
                     on_episode(traj)
 
             async with collector_tuned():
-                await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command), done)
+                if workers > 1:
+                    from trajgym.rollout.workers import play_in_workers
+
+                    await play_in_workers(todo, agents_factory, workers=workers, concurrency=concurrency,
+                                          command=command, on_line=lambda line: done(jsonio.loads(line), line))
+                else:
+                    await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command),
+                                     done)
     return result
 
 
 def run_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
             concurrency: int = 8, resume: bool = False, command: str | None = None,
             on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
-            fsync: bool = True) -> JobResult:
+            fsync: bool = True, workers: int = 1) -> JobResult:
     """Play ``units`` with ``concurrency`` episodes in flight, appending each to ``out`` as it ends.
 
     Without ``resume`` a non-empty ``out`` is an error. With it, a torn last line (a crash) is moved
@@ -293,9 +304,14 @@ def run_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactor
     ended ``infra_error`` are played again (the old infra-error line stays: read the file with
     :func:`trajgym.trajectory.latest_per_unit`). ``on_start(result, n_to_run)`` is called once the
     output has been checked, ``on_episode(trajectory)`` after each episode is written.
+
+    ``workers`` > 1 plays the units in that many processes, the concurrency shared among them
+    (:mod:`trajgym.rollout.workers`): for thousands of episodes in flight on a machine with cores to
+    spare. ``on_episode`` then gets each trajectory as its line reads back.
     """
     return asyncio.run(arun_job(units, out, agents_factory, concurrency=concurrency, resume=resume,
-                                command=command, on_episode=on_episode, on_start=on_start, fsync=fsync))
+                                command=command, on_episode=on_episode, on_start=on_start, fsync=fsync,
+                                workers=workers))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +343,7 @@ class JobFile(_Strict):
     seed: int = Field(0, description="job seed; episode seeds are derived from it")
     max_turns: int | None = Field(None, ge=1, description="cap on every scenario's limits.max_turns")
     concurrency: int = Field(8, ge=1, description="episodes in flight")
+    workers: int = Field(1, ge=1, description="processes that share the episodes in flight (local backend)")
     output: str = Field(description="JSONL file to append trajectories to")
     backend: Literal["local", "ray"] = "local"
     ray: RayOptions = Field(default_factory=RayOptions)
@@ -355,6 +372,7 @@ class Job:
     seed: int = 0
     max_turns: int | None = None
     concurrency: int = 8
+    workers: int = 1
     output: Path = Path("rollout.jsonl")
     backend: str = "local"
     ray_address: str | None = None
@@ -393,8 +411,8 @@ def load_job(path: str | Path) -> Job:
         raise JobFileError(problems)
     return Job(templates=[load(f) for f in files], agents=AgentSpec(roles), episodes=spec.episodes,
                trials=spec.trials, seed=spec.seed, max_turns=spec.max_turns, concurrency=spec.concurrency,
-               output=base / spec.output, backend=spec.backend, ray_address=spec.ray.address,
-               ray_batch_size=spec.ray.batch_size)
+               workers=spec.workers, output=base / spec.output, backend=spec.backend,
+               ray_address=spec.ray.address, ray_batch_size=spec.ray.batch_size)
 
 
 def batches(units: list[WorkUnit], size: int) -> list[list[WorkUnit]]:

@@ -70,7 +70,11 @@ class TrajectoryWriter:
 
     def write(self, trajectory: dict[str, Any]) -> None:
         """Write one episode as one line and flush it; the fsync follows on the writer's thread."""
-        self._fh.write(jsonio.dumps_line(trajectory))
+        self.write_line(jsonio.dumps_line(trajectory))
+
+    def write_line(self, line: bytes) -> None:
+        """Write one episode already encoded as its line (ending in a newline), as :meth:`write`."""
+        self._fh.write(line)
         self._fh.flush()
         if self._syncer is not None:
             self._syncer.request()

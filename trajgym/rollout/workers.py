@@ -1,0 +1,158 @@
+"""Worker processes for a batch job: the client's CPU spread over several cores.
+
+At 1,000 episodes in flight a job is bound by one event loop's CPU (envs, agents, HTTP, records),
+not by the model server. ``arun_job(..., workers=N)`` starts ``N`` processes; each plays a share of
+the units (every ``N``-th) with a share of the concurrency on its own event loop, and sends each
+trajectory, already encoded as its JSONL line, to the job's process, which alone appends to the
+output: one writer, one append-only file, the same crash safety and ``resume``. A worker that
+fails ends the job with its error, as an episode's error does in one process; a worker that dies
+ends it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight are not in the
+output, and ``resume`` plays them).
+
+Workers are started with ``spawn`` (a fresh interpreter: the job's threads and event loop are not
+forked), so the agents factory and the units must pickle, as for the Ray backend, and, as for any
+``spawn`` process, a script that runs such a job needs the ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import pickle
+import tempfile
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from trajgym import jsonio
+from trajgym.errors import TrajgymError
+from trajgym.rollout.runner import WorkUnit
+from trajgym.rollout.runtime import collector_tuned
+
+LINE, DONE, ERROR, DIED = b"L", b"D", b"E", b"X"
+"""The first byte of a worker's message: a trajectory line; the end of its units; its error."""
+
+PlayShare = Callable[[WorkUnit], Any]
+
+
+def shares(units: list[WorkUnit], concurrency: int, workers: int) -> list[tuple[list[WorkUnit], int]]:
+    """``units`` dealt out to at most ``workers`` workers (every ``n``-th unit each), each with its
+    part of ``concurrency`` (at least 1, together ``concurrency`` or fewer when units are few)."""
+    n = max(1, min(workers, concurrency, len(units)))
+    return [(units[i::n], concurrency // n + (i < concurrency % n)) for i in range(n)]
+
+
+def _worker(units_file: str, agents_factory: Any, concurrency: int, command: str | None,
+            conn: Connection) -> None:
+    """A worker process: play the units pickled in ``units_file`` and send each trajectory line,
+    then DONE or the error. (The units travel in a file: a process's arguments that fill the pipe
+    they are sent through leave the parent blocked on it if the new process fails before reading.)"""
+    from trajgym.rollout.jobs import _in_flight, play_unit
+
+    units: list[WorkUnit] = pickle.loads(Path(units_file).read_bytes())
+
+    async def main() -> None:
+        async with collector_tuned():
+            await _in_flight(units, concurrency, lambda u: play_unit(u, agents_factory, command=command),
+                             lambda traj: conn.send_bytes(LINE + jsonio.dumps_line(traj)))
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        conn.send_bytes(ERROR + _pickled(exc))
+    else:
+        conn.send_bytes(DONE)
+    finally:
+        conn.close()
+
+
+def _pickled(exc: BaseException) -> bytes:
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
+    except Exception:
+        data = pickle.dumps(TrajgymError(f"{type(exc).__name__}: {exc}"))
+    return data
+
+
+def _read(conn: Connection, sentinel: int, loop: asyncio.AbstractEventLoop,
+          queue: asyncio.Queue[tuple[int, bytes]], index: int) -> None:
+    """A reader thread: pass each of a worker's messages to the job's loop, until its last (DONE or
+    its error); DIED when the process ended without one (the pipe may never read EOF then: a worker
+    that dies before it took its end of the pipe leaves a copy open in this process)."""
+    try:
+        while True:
+            if conn not in wait([conn, sentinel]) and not conn.poll(0):
+                raise EOFError  # the process ended, and everything it sent has been read
+            msg = conn.recv_bytes()
+            loop.call_soon_threadsafe(queue.put_nowait, (index, msg))
+            if msg[:1] != LINE:
+                return
+    except (EOFError, OSError):
+        loop.call_soon_threadsafe(queue.put_nowait, (index, DIED))
+    finally:
+        conn.close()
+
+
+async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers: int, concurrency: int,
+                          command: str | None, on_line: Callable[[bytes], None]) -> None:
+    """Play ``units`` in worker processes; ``on_line(line)`` (in this event loop) for each episode."""
+    work = shares(units, concurrency, workers)
+    if not units:
+        return
+    try:
+        pickle.dumps(agents_factory)
+    except Exception as exc:
+        raise TrajgymError(f"workers > 1 needs agents that can be sent to other processes (an AgentSpec, "
+                           f"or another picklable factory): {exc}") from None
+    ctx = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    procs: list[Any] = []
+    readers: list[threading.Thread] = []
+    with tempfile.TemporaryDirectory(prefix="trajgym-workers-") as tmp:
+        try:
+            for index, (share, conc) in enumerate(work):
+                units_file = Path(tmp) / f"units-{index}.pickle"
+                units_file.write_bytes(pickle.dumps(share))
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, args=(str(units_file), agents_factory, conc, command, send),
+                                   name=f"trajgym-worker-{index}", daemon=True)
+                proc.start()
+                send.close()
+                procs.append(proc)
+                readers.append(threading.Thread(target=_read, args=(receive, proc.sentinel, loop, queue, index),
+                                                name=f"trajgym-worker-{index}-reader", daemon=True))
+                readers[-1].start()
+            running = len(procs)
+            while running:
+                index, msg = await queue.get()
+                tag, payload = msg[:1], msg[1:]
+                if tag == LINE:
+                    on_line(payload)
+                elif tag == DONE:
+                    running -= 1
+                elif tag == ERROR:
+                    raise _unpickled(payload)
+                else:
+                    await asyncio.to_thread(procs[index].join, 5)
+                    raise TrajgymError(f"worker process {index} ended (exit code {procs[index].exitcode}) "
+                                       "before its episodes did; those in flight are not in the output: run "
+                                       "the job again with resume to play them")
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(proc.join, 10)
+            for reader in readers:  # each ends at its worker's end; before this loop does
+                await asyncio.to_thread(reader.join, 10)
+
+
+def _unpickled(payload: bytes) -> BaseException:
+    exc = pickle.loads(payload)
+    return exc if isinstance(exc, BaseException) else TrajgymError(f"a worker failed: {exc!r}")
