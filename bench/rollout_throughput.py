@@ -12,7 +12,9 @@ For each concurrency level it plays ``level * waves`` episodes with
 :class:`OpenAIAgent` as support, every trajectory recorded and appended to a JSONL file with its
 fsync), and, in the same run and on the same event loop, a bare asyncio + aiohttp loop sending
 the same request bodies (encoded once; 4 sequential calls per "episode", each answer decoded) as
-the ceiling. The bare loop runs under the same garbage-collector settings as the job
+the ceiling, once with the job in one process and once in two (``--workers``: the job's worker
+processes share the concurrency; the bare loop is one process). The bare loop runs under the
+same garbage-collector settings as the job
 (:func:`trajgym.rollout.runtime.collector_tuned`). It reports episodes/s, the requests in flight
 achieved (Little's law: requests x mean latency / wall time), the client's CPU time per episode
 and the memory per live episode (tracemalloc peak over one wave of ``level`` live episodes).
@@ -30,6 +32,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -109,9 +112,16 @@ def _support(base_url: str) -> Any:
                              sampling={"temperature": 1.0, "max_tokens": 256})
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that ended (the job's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 async def agent_level(template: Any, base_url: str, level: int, episodes: int, seed0: int, *,
-                      out_dir: Path) -> dict[str, Any]:
-    """``episodes`` units played by ``arun_job`` with ``level`` in flight, appended to a file."""
+                      out_dir: Path, workers: int = 1) -> dict[str, Any]:
+    """``episodes`` units played by ``arun_job`` with ``level`` in flight (in ``workers``
+    processes), appended to a file."""
     from trajgym.rollout.jobs import arun_job
     from trajgym.rollout.runner import WorkUnit
 
@@ -127,10 +137,10 @@ async def agent_level(template: Any, base_url: str, level: int, episodes: int, s
                 latencies.append(gen["wall_latency_ms"] / 1000)
         ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    await arun_job(units, out, _support(base_url), concurrency=level, on_episode=on_episode)
+    t0, c0 = time.perf_counter(), _cpu()
+    await arun_job(units, out, _support(base_url), concurrency=level, on_episode=on_episode, workers=workers)
     wall = time.perf_counter() - t0
-    cpu = (time.process_time() - c0) / episodes
+    cpu = (_cpu() - c0) / episodes
     size = out.stat().st_size
     out.unlink()
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu,
@@ -212,10 +222,12 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
             async with collector_tuned():  # as arun_job runs
                 bare = await bare_level(base_url, level, n, bodies)
             await close_client_session()  # each side opens its own connections
-            agent = await agent_level(template, base_url, level, n, 10_000 * level, out_dir=out_dir)
             mem = await memory_per_episode(template, base_url, level, out_dir)
-            rows.append((level, agent, bare, mem))
-            assert agent["ends"] == {"transferred_to_human": n}, agent["ends"]
+            for workers in args.workers:
+                agent = await agent_level(template, base_url, level, n, 10_000 * level + workers,
+                                          out_dir=out_dir, workers=workers)
+                rows.append((level, workers, agent, bare, mem if workers == 1 else None))
+                assert agent["ends"] == {"transferred_to_human": n}, agent["ends"]
     await close_client_session()
     ideal = 1 / (CALLS_PER_EPISODE * args.latency)
     loop = type(asyncio.get_running_loop())
@@ -223,16 +235,17 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
           f"episode (ideal {ideal:.2f} episodes/s per slot), {args.waves} waves per level; "
           f"{os.cpu_count()} cores, load average before the run {args.load:.2f}; "
           f"event loop {loop.__module__}.{loop.__name__}\n")
-    head = (f"{'in flight':>9} | {'episodes':>8} | {'agent ep/s':>10} | {'bare ep/s':>9} | {'agent/bare':>10} | "
-            f"{'req in flight (agent/bare)':>26} | {'client CPU ms/ep (agent/bare)':>29} | "
+    head = (f"{'in flight':>9} | {'workers':>7} | {'episodes':>8} | {'agent ep/s':>10} | {'bare ep/s':>9} | "
+            f"{'agent/bare':>10} | {'req in flight (agent/bare)':>26} | {'client CPU ms/ep (agent/bare)':>29} | "
             f"{'KB/live episode':>15} | {'traj KB':>7}")
     print(head)
     print("-" * len(head))
-    for level, agent, bare, mem in rows:
-        print(f"{level:>9} | {level * args.waves:>8} | {agent['eps']:>10.1f} | {bare['eps']:>9.1f} | "
+    for level, workers, agent, bare, mem in rows:
+        kb = "-" if mem is None else f"{mem / 1024:.1f}"
+        print(f"{level:>9} | {workers:>7} | {level * args.waves:>8} | {agent['eps']:>10.1f} | {bare['eps']:>9.1f} | "
               f"{agent['eps'] / bare['eps']:>9.0%} | {agent['inflight']:>12.0f} / {bare['inflight']:<11.0f} | "
               f"{agent['cpu'] * 1000:>14.2f} / {bare['cpu'] * 1000:<12.2f} | "
-              f"{mem / 1024:>15.1f} | {agent['bytes'] / 1024:>7.1f}")
+              f"{kb:>15} | {agent['bytes'] / 1024:>7.1f}")
 
 
 def main() -> None:
@@ -240,6 +253,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
     parser.add_argument("--waves", type=int, default=3)
+    parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                        help="worker processes of the job, a row each (the bare loop is one process)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
