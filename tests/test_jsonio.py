@@ -65,3 +65,9 @@ def test_loads_fails_as_json_loads_fails(text: str) -> None:
         json.loads(text)
     with pytest.raises(expected.type, match=re.escape(str(expected.value))):
         jsonio.loads(text)
+
+
+def test_loads_without_the_look_for_big_ints_reads_them_as_orjson_does() -> None:
+    text = b'{"id": 123456789012345678901234567890, "ok": [1, 2]}'
+    assert jsonio.loads(text, big_ints=False) == {"id": 1.2345678901234568e29, "ok": [1, 2]}
+    assert jsonio.loads(b'[1, NaN]', big_ints=False)[0] == 1  # what orjson refuses still decodes

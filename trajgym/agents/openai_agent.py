@@ -89,7 +89,7 @@ class OpenAIClient:
                         raise TrajgymError(f"model server {url} rejected the request (HTTP "
                                            f"{resp.status}): {_server_message(raw)}")
                     try:
-                        return jsonio.loads(raw)
+                        return jsonio.loads(raw, big_ints=False)  # ids, counts, logprobs, text
                     except ValueError:
                         last = f"response is not JSON: {raw[:200].decode('utf-8', errors='replace')!r}"
                         continue
