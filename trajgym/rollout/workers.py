@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import pickle
+import signal
 import tempfile
 import threading
 from collections.abc import Callable
@@ -52,6 +53,7 @@ def _worker(units_file: str, agents_factory: Any, concurrency: int, command: str
     they are sent through leave the parent blocked on it if the new process fails before reading.)"""
     from trajgym.rollout.jobs import _in_flight, play_unit
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the job's process, which ends this one
     units: list[WorkUnit] = pickle.loads(Path(units_file).read_bytes())
 
     async def main() -> None:
