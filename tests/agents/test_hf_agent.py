@@ -133,7 +133,7 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "transformers" else real(name, *a))
-    with pytest.raises(TrajgymError, match=r"needs transformers.*trajgym\[hf\]"):
+    with pytest.raises(TrajgymError, match=r"needs (torch and )?transformers.*trajgym\[hf\]"):
         HFAgent()
 
 
