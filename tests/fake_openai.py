@@ -6,7 +6,7 @@ Its replies come from a scripted policy of the request: as the support agent of
 refund_order, and tells the amount), or as the customer (opening, facts when asked,
 end_conversation once told the refund). Fault modes: a queue of per-request faults (``"500"``,
 ``"400"``, ``"timeout"``, ``"bad_tool_text"``) and ``fail_after`` (every request after the first n
-answers 503). With ``tool_choice: required`` and a ``send_message`` tool offered, its chat messages
+answers 503). With ``tool_choice: required`` and a ``reply`` tool offered, its chat messages
 come as calls of that tool, like a model forced to call tools.
 """
 
@@ -160,8 +160,8 @@ class FakeOpenAI:
         tools = {t["function"]["name"] for t in body.get("tools", [])}
         policy = customer_policy if "end_conversation" in tools else support_policy
         content, calls = policy(messages)
-        if body.get("tool_choice") == "required" and not calls and "send_message" in tools:
-            content, calls = None, [("send_message", {"content": content})]  # a forced model talks by tool
+        if body.get("tool_choice") == "required" and not calls and "reply" in tools:
+            content, calls = None, [("reply", {"content": content})]  # a forced model talks by tool
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if bad_tool_text:
             message["content"] = '<tool_call>{"name": "get_order", "arguments": {"order_id": </tool_call>'

@@ -337,17 +337,19 @@ def test_a_model_forced_to_call_tools_talks_through_the_reply_tool(server: FakeO
                            tool_choice="required")
     traj = play(templates["refund_damaged_item"], {"support": support, "customer": customer})
     assert traj["outcome"]["success"], traj["outcome"]
-    assert all("send_message" in {t["function"]["name"] for t in r["tools"]} for r in server.requests)
+    assert all("reply" in {t["function"]["name"] for t in r["tools"]} for r in server.requests)
     answers = [m for r in server.requests for m in r["messages"] if m["role"] == "assistant"]
-    assert answers and not any(c["function"]["name"] == "send_message" for m in answers
+    assert answers and not any(c["function"]["name"] == "reply" for m in answers
                                for c in m.get("tool_calls") or [])  # the history holds them as text
     support_said = [s["message"] for s in traj["steps"] if s["role"] == "support" and s["message"]]
     assert support_said[0].startswith("Sorry about that!") and "refunded" in support_said[-1]
-    assert not any(tc["name"] == "send_message" for s in traj["steps"] for tc in s["tool_calls"])
+    assert not any(tc["name"] == "reply" for s in traj["steps"] for tc in s["tool_calls"])
     assert all(s["error"] is None for s in traj["steps"])
     assert {a["role"]: a["config"]["reply_tool"] for a in traj["agents"] if a["role"] != "supervisor"} == {
         "support": True, "customer": True}
     # auto: no reply tool offered, and a broken reply call stays a call for the env to judge
     assert support_agent(server).tools_of({"tools": [{"x": 1}]}) == [{"x": 1}]
-    text, calls = _replies_as_text(None, [{"function": {"name": "send_message", "arguments": "{oops"}}])
+    text, calls = _replies_as_text(None, [{"function": {"name": "reply", "arguments": "{oops"}}])
     assert text is None and len(calls) == 1
+    with pytest.raises(TrajgymError, match="tool named 'reply'"):
+        support_agent(server, tool_choice="required").tools_of({"tools": [{"function": {"name": "reply"}}]})

@@ -19,7 +19,7 @@ from trajgym.errors import TrajgymError
 
 TOOL_CHOICES = (None, "auto", "required", "none")
 
-REPLY_TOOL = "send_message"
+REPLY_TOOL = "reply"
 REPLY_SPEC: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -91,6 +91,9 @@ class ChatAgent(Agent):
         tools: list[dict[str, Any]] = info.get("tools") or []
         if not tools or not self.replies_by_tool:
             return tools
+        if any((t.get("function") or {}).get("name") == REPLY_TOOL for t in tools):
+            raise TrajgymError(f"the role has a tool named '{REPLY_TOOL}', the name of the reply tool of a model "
+                               f"forced to call tools: rename that tool, or set reply_tool: false")
         if self._with_reply is None or self._with_reply[0] is not tools:
             self._with_reply = (tools, [*tools, REPLY_SPEC])
         return self._with_reply[1]

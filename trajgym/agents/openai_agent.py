@@ -145,7 +145,7 @@ class OpenAIAgent(ChatAgent):
         strict: mark every function ``"strict": true`` (structured outputs).
         timeout_s: per-request timeout; retries: attempts per request; backoff_s: first retry delay.
         text_tool_calls: also parse ``<tool_call>`` blocks in the content.
-        reply_tool: offer a ``send_message`` tool whose calls are chat messages (default: with
+        reply_tool: offer a ``reply`` tool whose calls are chat messages (default: with
             ``tool_choice="required"``, so a forced model can still talk).
     """
 
