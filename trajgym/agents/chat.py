@@ -95,7 +95,7 @@ class ChatAgent(Agent):
             raise TrajgymError(f"the role has a tool named '{REPLY_TOOL}', the name of the reply tool of a model "
                                f"forced to call tools: rename that tool, or set reply_tool: false")
         if self._with_reply is None or self._with_reply[0] is not tools:
-            self._with_reply = (tools, [*tools, REPLY_SPEC])
+            self._with_reply = (tools, [REPLY_SPEC, *tools])
         return self._with_reply[1]
 
     def observe(self, messages: list[dict[str, Any]]) -> None:
