@@ -58,7 +58,7 @@ def test_shell_command(sandbox: Sandbox) -> None:
     r = sandbox.run("echo out; echo err >&2; pwd; exit 3")
     assert (r.exit_code, r.stdout, r.stderr) == (3, "out\n/workspace\n", "err\n")
     assert r.limit_hit is None and r.signal is None and not r.ok
-    assert 0 < r.wall_s < 5
+    assert r.wall_s > 0
 
 
 def test_argv_command_is_not_a_shell(sandbox: Sandbox) -> None:
@@ -125,11 +125,12 @@ def test_output_is_truncated_with_a_marker(sandbox: Sandbox) -> None:
 
 
 def test_timeout(sandbox: Sandbox) -> None:
-    r = sandbox.run("echo started; sleep 30", timeout_s=0.5)
+    # a timeout long enough for a loaded machine to start the sandbox and echo; the sleep far longer
+    r = sandbox.run("echo started; sleep 120", timeout_s=5)
     assert r.timed_out and r.limit_hit == "timeout"
     assert r.exit_code is None and r.signal == 9
-    assert r.stdout == "started\n"
-    assert r.wall_s < 3
+    assert r.stdout == "started\n"  # what was written before the kill is kept
+    assert r.wall_s < 60  # killed, not waited for
 
 
 def test_sandbox_usable_after_a_timeout(sandbox: Sandbox) -> None:
