@@ -157,8 +157,8 @@ async def request_bodies(template: Any, base_url: str) -> list[bytes]:
     bodies: list[bytes] = []
 
     class Recording(OpenAIAgent):
-        def encoded_body(self, info: dict[str, Any]) -> bytes:
-            bodies.append(super().encoded_body(info))
+        def encoded_body(self, info: dict[str, Any], sampling: dict[str, Any] | None = None) -> bytes:
+            bodies.append(super().encoded_body(info, sampling))
             return bodies[-1]
 
     support = Recording(base_url=base_url, model="bench", sampling={"temperature": 1.0, "max_tokens": 256})

@@ -222,28 +222,16 @@ class OpenAIAgent(ChatAgent):
         seed = stable_seed("sampling", self.sampling.get("seed"), *self.seed_key, turn)
         return {**self.sampling, "seed": seed}
 
-    def request_body(self, info: dict[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": self.history, **self.request_sampling(info)}
-        tools = self.tools_of(info)
-        if tools:
-            body["tools"] = self.tools_for_request(tools)
-            if self.tool_choice is not None:
-                body["tool_choice"] = self.tool_choice
-        if self.logprobs:
-            body["logprobs"] = True
-        if self.return_token_ids:
-            body["return_token_ids"] = True
-        body.update(self.extra_body)
-        return body
-
-    def encoded_body(self, info: dict[str, Any]) -> bytes:
-        """:meth:`request_body` as JSON, reusing each history message's encoding and the tools'
+    def encoded_body(self, info: dict[str, Any], sampling: dict[str, Any] | None = None) -> bytes:
+        """The chat request as JSON: the model, ``sampling`` (default :meth:`request_sampling`), the
+        history, the tools and the options, reusing each history message's encoding and the tools'
         (a long conversation is not re-encoded at every turn; at 1,000 episodes in flight the
         encoding is most of the client's work)."""
         if len(self._encoded) > len(self.history):  # the history was replaced
             self._encoded = []
         self._encoded.extend(jsonio.dumps(m) for m in self.history[len(self._encoded):])
-        head: dict[str, Any] = {"model": self.model, **self.request_sampling(info)}
+        head: dict[str, Any] = {"model": self.model,
+                                **(sampling if sampling is not None else self.request_sampling(info))}
         tools = self.tools_of(info)
         if tools and self.tool_choice is not None:
             head["tool_choice"] = self.tool_choice
@@ -262,14 +250,15 @@ class OpenAIAgent(ChatAgent):
         """One completion over the history; records the assistant message and :attr:`generation`."""
         if self.model is None:
             self.model = await self.client.first_model()
+        sampling = self.request_sampling(info)  # once: the seed recorded is the seed sent
         t0 = time.perf_counter()
-        data = await self.client.chat(self.encoded_body(info))
+        data = await self.client.chat(self.encoded_body(info, sampling))
         latency_ms = (time.perf_counter() - t0) * 1000.0
         self.calls += 1
         choice = data["choices"][0]
         message = choice.get("message") or {}
         action, fmt = self.answer(message.get("content"), message.get("tool_calls"))
-        self.generation = self._generation(data, choice, latency_ms, fmt, self.request_sampling(info))
+        self.generation = self._generation(data, choice, latency_ms, fmt, sampling)
         return action
 
     def _generation(self, data: dict[str, Any], choice: dict[str, Any], latency_ms: float,

@@ -182,22 +182,15 @@ def _row(index: int, record: ScoredTrajectory) -> EpisodeRow:
 def fault_credits(record: ScoredTrajectory) -> list[tuple[str, float]]:
     """(fault kind, credit) pairs the recovery scorer gave this episode, if it ran.
 
-    Per-fault credit is read from ``details["faults"]`` when the scorer reports it there as a list
-    of ``{"kind": ..., "credit": ...}`` (or ``"score"``, or a boolean ``"recovered"``); otherwise the episode's recovery score
-    counts once for each fault kind injected into it.
+    Per-fault credit is the recovery scorer's ``details["faults"]`` (``{"kind": ..., "credit": ...}``
+    per fault incident); a recovery result without it counts its score once per fault kind injected.
     """
     result = record.scores.get(RECOVERY_SCORER)
     if result is None:
         return []
     per_fault = result.details.get("faults")
-    if isinstance(per_fault, list) and per_fault and all(isinstance(f, dict) for f in per_fault):
-        pairs = []
-        for f in per_fault:
-            credit = f.get("credit", f.get("score", f.get("recovered")))
-            if isinstance(f.get("kind"), str) and isinstance(credit, int | float):
-                pairs.append((f["kind"], float(credit)))
-        if pairs:
-            return pairs
+    if per_fault:
+        return [(f["kind"], float(f["credit"])) for f in per_fault]
     kinds = sorted({f.kind for f in record.trajectory.faults})
     return [(kind, result.score) for kind in kinds]
 
