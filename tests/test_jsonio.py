@@ -52,7 +52,10 @@ def test_kept_results_are_their_own_size() -> None:
     assert len(kept) == 100 and size < 100 * 200
 
 
-@pytest.mark.parametrize("text", ['{"id": 123456789012345678901234567890}', '{"x": 1e400}', '{"s": "\\ud800"}',
+@pytest.mark.parametrize("text", ['{"id": 123456789012345678901234567890}', '{"x": 1e400}',
+                                  '[9223372036854775807, 9999999999999999999, 18446744073709551615]',
+                                  '[18446744073709551616, -9223372036854775808, -9223372036854775809]',
+                                  '{"s": -9999999999999999999, "t": 0.12345678901234567890123}', '{"s": "\\ud800"}',
                                   '{"a": 1, "a": 2}', '{"f": 0.1, "n": -0}', '[1, NaN]'])
 def test_loads_decodes_exactly_as_json_loads(text: str) -> None:
     assert repr(jsonio.loads(text)) == repr(json.loads(text))
@@ -71,3 +74,10 @@ def test_loads_without_the_look_for_big_ints_reads_them_as_orjson_does() -> None
     text = b'{"id": 123456789012345678901234567890, "ok": [1, 2]}'
     assert jsonio.loads(text, big_ints=False) == {"id": 1.2345678901234568e29, "ok": [1, 2]}
     assert jsonio.loads(b'[1, NaN]', big_ints=False)[0] == 1  # what orjson refuses still decodes
+
+
+def test_a_63_bit_seed_is_decoded_by_orjson() -> None:
+    # every trajectory holds sampling seeds of 19 digits: they fit orjson's 64 bits, so the fast path reads them
+    assert not jsonio._long_digits(b'{"seed": 9223372036854775807, "n": -922337203685477580}')
+    assert jsonio._long_digits(b'{"n": 18446744073709551616}') and jsonio._long_digits(b"[-9223372036854775809]")
+    assert jsonio._long_digits('{"n": -9223372036854775809}') and not jsonio._long_digits('[9999999999999999999]')

@@ -17,7 +17,6 @@ tool results, actions) is not encoded here: its spelling is the env's, unchanged
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -48,23 +47,26 @@ def _fallback(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
-_LONG_DIGITS = re.compile(r"\d{19}")
-_DIGIT_MARKS = bytes(0x31 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # digits -> "1"
-_LONG_RUN = b"1" * 19
+_DIGIT_MARKS = bytes(0x31 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for b in range(256))  # digits -> "1"
+_LONG_RUN = b"1" * 20
+_LONG_NEGATIVE = b"-" + b"1" * 19
 
 
 def _long_digits(data: bytes | str) -> bool:
-    """Whether ``data`` has 19 digits in a row (an integer orjson may read as a float)."""
-    if isinstance(data, bytes):
-        return data.translate(_DIGIT_MARKS).find(_LONG_RUN) >= 0  # 7x faster than the regex
-    return _LONG_DIGITS.search(data) is not None
+    """Whether ``data`` may hold an integer that orjson reads as a float: one beyond 64 bits, that
+    is 20 digits in a row, or ``-`` and 19 digits (below -2**63). A 19-digit positive integer (a
+    63-bit seed, say) fits orjson's unsigned 64 bits and is read exactly."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")  # and the bytes' scan: 9x faster than a regex
+    marked = data.translate(_DIGIT_MARKS)
+    return marked.find(_LONG_RUN) >= 0 or marked.find(_LONG_NEGATIVE) >= 0
 
 
 def loads(data: bytes | str, *, big_ints: bool = True) -> Any:
     """Decode JSON text as ``json.loads`` does, errors included (``ValueError``, ``RecursionError``).
 
-    orjson decodes unless the text has 19 digits in a row (orjson reads an integer beyond 64 bits
-    as a float) or orjson refuses it; then the standard library decodes. ``big_ints=False`` skips
+    orjson decodes unless the text may hold an integer beyond 64 bits (which orjson reads as a
+    float: see :func:`_long_digits`) or orjson refuses it; then the standard library decodes. ``big_ints=False`` skips
     that look for long integers (for text that holds none worth keeping exact, such as a model's
     answer: the look takes a third of the time of decoding it)."""
     if not (big_ints and _long_digits(data)):
