@@ -47,7 +47,7 @@ def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch, t
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("transformers", "gguf") else real(name, *a))
-    with pytest.raises(ServingError, match=r"needs transformers, gguf.*make hf-setup"):
+    with pytest.raises(ServingError, match=r"needs (torch, )?transformers, gguf.*make hf-setup"):
         convert.convert_bundled_model(tmp_path / "model")
 
 
@@ -68,6 +68,9 @@ def test_conversion_replaces_a_leftover_and_writes_the_marker(monkeypatch: pytes
     gguf.write_bytes(b"GGUF")
     monkeypatch.setattr(convert, "bundled_gguf_path", lambda: gguf)
     monkeypatch.setattr(convert, "_convert", lambda src, out: (out / "config.json").write_text("{}"))
+    real = importlib.util.find_spec  # the conversion itself is stubbed: the hf extra need not be installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real("json") if name in
+                        ("torch", "transformers", "gguf", "safetensors", "accelerate") else real(name, *a))
     target = tmp_path / "cache" / "model"
     target.mkdir(parents=True)
     (target / "half-written").write_text("")
