@@ -308,6 +308,20 @@ def test_worker_processes_write_the_same_episodes(tmp_path: Path) -> None:
     assert {k: v.episodes for k, v in one.summary.items()} == {k: v.episodes for k, v in two.summary.items()}
 
 
+def test_processes_sharing_the_units_take_each_once() -> None:
+    import multiprocessing
+
+    from trajgym.rollout.workers import SharedUnits, shares
+
+    ctx = multiprocessing.get_context("spawn")
+    counter, lock = ctx.RawValue("q", 0), ctx.Lock()
+    units = _units()
+    a, b = SharedUnits(units, counter, lock), SharedUnits(units, counter, lock)
+    taken = [next(a), next(b), next(b), *a, *b]
+    assert taken == units and len(a) == len(units)
+    assert shares(10, 3, 100) == [4, 3, 3] and shares(10, 3, 2) == [5, 5] and shares(1, 4, 9) == [1]
+
+
 def test_a_worker_error_ends_the_job_with_it(tmp_path: Path) -> None:
     spec = AgentSpec({"support": AgentChoice("oracle", {"no_such_option": 1})})
     with pytest.raises(TrajgymError, match="agent 'oracle': bad options"):
@@ -328,8 +342,8 @@ def test_a_killed_worker_ends_the_job_and_resume_finishes_it(tmp_path: Path) -> 
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            workers = _worker_pids(proc.pid)
-            if len(workers) == 2 and out.exists() and out.read_bytes().count(b"\n") >= 5:
+            workers = _worker_pids(proc.pid)  # --workers 2: this process and one worker
+            if len(workers) == 1 and out.exists() and out.read_bytes().count(b"\n") >= 5:
                 os.kill(workers[0], signal.SIGKILL)
                 break
             time.sleep(0.002)

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-turns", type=int, metavar="N",
                    help="end every episode after at most N turns (the scenario's own limit if lower)")
     r.add_argument("--concurrency", type=int, help="episodes in flight (default 8)")
-    r.add_argument("--workers", type=int, help="processes that share the episodes in flight (default 1; "
+    r.add_argument("--workers", type=int, help="processes that share the episodes in flight, this one included (default 1; "
                    "more for thousands in flight on a machine with cores to spare)")
     r.add_argument("--out", help="JSONL file to append trajectories to (required without --job)")
     r.add_argument("--resume", action="store_true",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -223,11 +223,13 @@ def _unique(units: list[WorkUnit]) -> list[WorkUnit]:
     return out
 
 
-async def _in_flight(units: list[WorkUnit], concurrency: int,
+async def _in_flight(units: Iterable[WorkUnit], concurrency: int,
                      play: Callable[[WorkUnit], Any], done: Callable[[Any], None]) -> None:
     """Run ``play`` over ``units`` with at most ``concurrency`` in flight, calling ``done`` with
-    each result (in the event loop) as soon as it is ready. The first exception cancels the rest."""
-    if not units:
+    each result (in the event loop) as soon as it is ready. The first exception cancels the rest.
+    ``units`` may be shared with other processes (:class:`~trajgym.rollout.workers.SharedUnits`)."""
+    count = len(units) if isinstance(units, Sized) else concurrency
+    if not count:
         return
     pending = iter(units)
 
@@ -236,7 +238,7 @@ async def _in_flight(units: list[WorkUnit], concurrency: int,
             done(await play(unit))
             await asyncio.sleep(0)  # let the other workers run even if the agents never await
 
-    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(units)))]
+    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, count))]
     try:
         finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in finished:
@@ -286,7 +288,8 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
                     from trajgym.rollout.workers import play_in_workers
 
                     await play_in_workers(todo, agents_factory, workers=workers, concurrency=concurrency,
-                                          command=command, on_line=lambda line: done(jsonio.loads(line), line))
+                                          command=command, on_line=lambda line: done(jsonio.loads(line), line),
+                                          on_episode=done)
                 else:
                     await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command),
                                      done)
@@ -305,9 +308,9 @@ def run_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactor
     :func:`trajgym.trajectory.latest_per_unit`). ``on_start(result, n_to_run)`` is called once the
     output has been checked, ``on_episode(trajectory)`` after each episode is written.
 
-    ``workers`` > 1 plays the units in that many processes, the concurrency shared among them
-    (:mod:`trajgym.rollout.workers`): for thousands of episodes in flight on a machine with cores to
-    spare. ``on_episode`` then gets each trajectory as its line reads back.
+    ``workers`` > 1 plays the units in that many processes, this one included, the concurrency shared
+    among them (:mod:`trajgym.rollout.workers`): for thousands of episodes in flight on a machine with
+    cores to spare. ``on_episode`` then gets a worker's trajectory as its line reads back.
     """
     return asyncio.run(arun_job(units, out, agents_factory, concurrency=concurrency, resume=resume,
                                 command=command, on_episode=on_episode, on_start=on_start, fsync=fsync,

@@ -1,10 +1,13 @@
 """Worker processes for a batch job: the client's CPU spread over several cores.
 
 At 1,000 episodes in flight a job is bound by one event loop's CPU (envs, agents, HTTP, records),
-not by the model server. ``arun_job(..., workers=N)`` starts ``N`` processes; each plays a share of
-the units (every ``N``-th) with a share of the concurrency on its own event loop, and sends each
-trajectory, already encoded as its JSONL line, to the job's process, which alone appends to the
-output: one writer, one append-only file, the same crash safety and ``resume``. A worker that
+not by the model server. ``arun_job(..., workers=N)`` plays in ``N`` processes: the job's own and
+``N - 1`` started for it, each with a share of the concurrency on its own event loop. The units are
+not dealt out in advance: each process takes the next unit from a counter they share whenever it
+has a free slot, so the job's process starts at once, a worker joins when it has started (most of a
+second: a fresh interpreter imports trajgym), and a slower process takes fewer units. A worker
+sends each trajectory, already encoded as its JSONL line, to the job's process, which alone appends
+to the output: one writer, one append-only file, the same crash safety and ``resume``. A worker that
 fails ends the job with its error, as an episode's error does in one process; a worker that dies
 ends it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight are not in the
 output, and ``resume`` plays them).
@@ -39,22 +42,47 @@ LINE, DONE, ERROR, DIED = b"L", b"D", b"E", b"X"
 PlayShare = Callable[[WorkUnit], Any]
 
 
-def shares(units: list[WorkUnit], concurrency: int, workers: int) -> list[tuple[list[WorkUnit], int]]:
-    """``units`` dealt out to at most ``workers`` workers (every ``n``-th unit each), each with its
-    part of ``concurrency`` (at least 1, together ``concurrency`` or fewer when units are few)."""
-    n = max(1, min(workers, concurrency, len(units)))
-    return [(units[i::n], concurrency // n + (i < concurrency % n)) for i in range(n)]
+def shares(concurrency: int, workers: int, units: int) -> list[int]:
+    """The slots of each of at most ``workers`` processes: ``concurrency`` split as evenly as it goes
+    (at least 1 each, together ``concurrency`` or fewer when units are few)."""
+    n = max(1, min(workers, concurrency, units))
+    return [concurrency // n + (i < concurrency % n) for i in range(n)]
 
 
-def _worker(units_file: str, agents_factory: Any, concurrency: int, command: str | None,
-            conn: Connection) -> None:
-    """A worker process: play the units pickled in ``units_file`` and send each trajectory line,
+class SharedUnits:
+    """The units of a job, taken one at a time by every process that plays it: an iterator over
+    ``units`` that claims each index from a counter in shared memory, so each unit is played once."""
+
+    def __init__(self, units: list[WorkUnit], counter: Any, lock: Any) -> None:
+        self.units = units
+        self.counter = counter
+        self.lock = lock
+
+    def __iter__(self) -> SharedUnits:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __next__(self) -> WorkUnit:
+        with self.lock:
+            i = self.counter.value
+            if i >= len(self.units):
+                raise StopIteration
+            self.counter.value = i + 1
+        unit: WorkUnit = self.units[i]
+        return unit
+
+
+def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn: Connection, *,
+            concurrency: int, command: str | None) -> None:
+    """A worker process: play units taken from the shared counter and send each trajectory line,
     then DONE or the error. (The units travel in a file: a process's arguments that fill the pipe
     they are sent through leave the parent blocked on it if the new process fails before reading.)"""
     from trajgym.rollout.jobs import _in_flight, play_unit
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the job's process, which ends this one
-    units: list[WorkUnit] = pickle.loads(Path(units_file).read_bytes())
+    units = SharedUnits(pickle.loads(Path(units_file).read_bytes()), *shared)
 
     async def main() -> None:
         async with collector_tuned():
@@ -100,9 +128,13 @@ def _read(conn: Connection, sentinel: int, loop: asyncio.AbstractEventLoop,
 
 
 async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers: int, concurrency: int,
-                          command: str | None, on_line: Callable[[bytes], None]) -> None:
-    """Play ``units`` in worker processes; ``on_line(line)`` (in this event loop) for each episode."""
-    work = shares(units, concurrency, workers)
+                          command: str | None, on_line: Callable[[bytes], None],
+                          on_episode: Callable[[dict[str, Any]], None]) -> None:
+    """Play ``units`` here and in ``workers - 1`` worker processes: ``on_episode(trajectory)`` for
+    each episode played here, ``on_line(line)`` for each a worker played (both in this event loop)."""
+    from trajgym.rollout.jobs import _in_flight, play_unit
+
+    slots = shares(concurrency, workers, len(units))
     if not units:
         return
     try:
@@ -111,39 +143,56 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
         raise TrajgymError(f"workers > 1 needs agents that can be sent to other processes (an AgentSpec, "
                            f"or another picklable factory): {exc}") from None
     ctx = multiprocessing.get_context("spawn")
+    counter, lock = ctx.RawValue("q", 0), ctx.Lock()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     procs: list[Any] = []
     readers: list[threading.Thread] = []
+
+    async def from_workers() -> None:
+        running = len(procs)
+        while running:
+            index, msg = await queue.get()
+            tag, payload = msg[:1], msg[1:]
+            if tag == LINE:
+                on_line(payload)
+            elif tag == DONE:
+                running -= 1
+            elif tag == ERROR:
+                raise _unpickled(payload)
+            else:
+                await asyncio.to_thread(procs[index].join, 5)
+                raise TrajgymError(f"worker process {index + 1} ended (exit code {procs[index].exitcode}) "
+                                   "before its episodes did; those in flight are not in the output: run "
+                                   "the job again with resume to play them")
+
     with tempfile.TemporaryDirectory(prefix="trajgym-workers-") as tmp:
         try:
-            for index, (share, conc) in enumerate(work):
-                units_file = Path(tmp) / f"units-{index}.pickle"
-                units_file.write_bytes(pickle.dumps(share))
+            units_file = Path(tmp) / "units.pickle"
+            units_file.write_bytes(pickle.dumps(units))
+            for index, conc in enumerate(slots[1:]):
                 receive, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_worker, args=(str(units_file), agents_factory, conc, command, send),
-                                   name=f"trajgym-worker-{index}", daemon=True)
+                proc = ctx.Process(target=_worker, args=(str(units_file), (counter, lock), agents_factory, send),
+                                   kwargs={"concurrency": conc, "command": command},
+                                   name=f"trajgym-worker-{index + 1}", daemon=True)
                 proc.start()
                 send.close()
                 procs.append(proc)
                 readers.append(threading.Thread(target=_read, args=(receive, proc.sentinel, loop, queue, index),
-                                                name=f"trajgym-worker-{index}-reader", daemon=True))
+                                                name=f"trajgym-worker-{index + 1}-reader", daemon=True))
                 readers[-1].start()
-            running = len(procs)
-            while running:
-                index, msg = await queue.get()
-                tag, payload = msg[:1], msg[1:]
-                if tag == LINE:
-                    on_line(payload)
-                elif tag == DONE:
-                    running -= 1
-                elif tag == ERROR:
-                    raise _unpickled(payload)
-                else:
-                    await asyncio.to_thread(procs[index].join, 5)
-                    raise TrajgymError(f"worker process {index} ended (exit code {procs[index].exitcode}) "
-                                       "before its episodes did; those in flight are not in the output: run "
-                                       "the job again with resume to play them")
+            here = _in_flight(SharedUnits(units, counter, lock), slots[0],
+                              lambda u: play_unit(u, agents_factory, command=command), on_episode)
+            tasks = [asyncio.ensure_future(here), asyncio.ensure_future(from_workers())]
+            try:
+                finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in finished:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for proc in procs:
                 if proc.is_alive():
