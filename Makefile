@@ -76,11 +76,14 @@ vllm-setup: $(VLLM_STAMP)
 
 # The demo, the real thing: set up the model tools and vLLM (CPU), convert the bundled SmolLM2-135M, serve it
 # with vLLM and let SmolLM2 play support and the customer in every built-in scenario (one episode each, at most
-# 12 turns, all in flight at once), then print the summary table and the persona mix (minutes on 2 cores).
+# 12 turns, all in flight at once), then print the summary table and the persona mix (minutes on 2 cores with
+# AVX-512; vLLM's CPU build is several times slower on an AVX2-only CPU). DEMO_ARGS narrows it (scenarios,
+# --max-turns, --episodes: `python -m trajgym.serving.demo --help`).
+DEMO_ARGS ?=
 demo: $(HF_STAMP) $(VLLM_STAMP)
 	@mkdir -p runs
 	@rm -f runs/demo.jsonl
-	$(BIN)/python -m trajgym.serving.demo runs/demo.jsonl
+	$(BIN)/python -m trajgym.serving.demo runs/demo.jsonl $(DEMO_ARGS)
 	$(BIN)/trajgym score runs/demo.jsonl --out runs/demo-scored.jsonl --no-progress
 	$(BIN)/trajgym report runs/demo-scored.jsonl --out runs/demo-report.html
 	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl; the report: runs/demo-report.html"
