@@ -158,23 +158,22 @@ async def agent_level(template: Any, base_url: str, level: int, episodes: int, s
     processes), appended to a file."""
     from trajgym.rollout.jobs import arun_job
     from trajgym.rollout.runner import WorkUnit
+    from trajgym.trajectory.store import iter_episodes
 
     units = [WorkUnit(template, seed0 + i) for i in range(episodes)]
     out = out_dir / f"agent-{level}-{seed0}.jsonl"
-    latencies: list[float] = []
+    t0, c0 = time.perf_counter(), _cpu()
+    await arun_job(units, out, _support(base_url), concurrency=level, workers=workers)
+    wall = time.perf_counter() - t0
+    cpu = (_cpu() - c0) / episodes
+    latencies: list[float] = []  # read back after the clock stopped, as a user's scorer would
     ends: dict[str, int] = {}
-
-    def on_episode(traj: dict[str, Any]) -> None:
+    for traj in iter_episodes(out, validate=False):
         for step in traj["steps"]:
             gen = step["generation"]
             if step["role"] == "support" and gen:
                 latencies.append(gen["wall_latency_ms"] / 1000)
         ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
-
-    t0, c0 = time.perf_counter(), _cpu()
-    await arun_job(units, out, _support(base_url), concurrency=level, on_episode=on_episode, workers=workers)
-    wall = time.perf_counter() - t0
-    cpu = (_cpu() - c0) / episodes
     size = out.stat().st_size
     out.unlink()
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu,

@@ -19,7 +19,7 @@ from trajgym.agents.base import AgentContext
 from trajgym.cli.main import main
 from trajgym.errors import InfraError, ScenarioError, TrajgymError
 from trajgym.rollout.jobs import AgentChoice, AgentSpec, load_job, run_job
-from trajgym.rollout.runner import plan, run
+from trajgym.rollout.runner import plan, run, total
 from trajgym.scenario.loader import load
 from trajgym.trajectory import latest_per_unit, read, repair_torn_tail, strip_wall, unit_key
 
@@ -290,7 +290,7 @@ def test_two_jobs_never_write_one_file(tmp_path: Path) -> None:
 
 
 def test_progress_counts_completion_tokens() -> None:
-    from trajgym.cli.rollout import completion_tokens
+    from trajgym.rollout.runner import completion_tokens
 
     steps = [{"generation": {"usage": {"completion_tokens": 5}}}, {"generation": None},
              {"generation": {"usage": None}}, {"generation": {"usage": {"completion_tokens": 2}}}]
@@ -301,11 +301,15 @@ def test_worker_processes_write_the_same_episodes(tmp_path: Path) -> None:
     units = _units()
     one = run_job(units, tmp_path / "one.jsonl", AgentSpec.support("random"), concurrency=4, command="c")
     seen: list[dict[str, Any]] = []
+    progress: list[int] = []
     two = run_job(units, tmp_path / "two.jsonl", AgentSpec.support("random"), concurrency=4, command="c",
-                  workers=2, on_episode=seen.append)
+                  workers=2, on_episode=seen.append, on_progress=lambda r: progress.append(r.totals.episodes))
     assert one.ran == two.ran == len(seen) == len(units)
     assert _canon(_lines(tmp_path / "one.jsonl")) == _canon(_lines(tmp_path / "two.jsonl")) == _canon(seen)
-    assert {k: v.episodes for k, v in one.summary.items()} == {k: v.episodes for k, v in two.summary.items()}
+    # the counts the job's process made from the workers' digests are those of the trajectories
+    assert one.summary == two.summary
+    assert two.totals == total(two.summary) and two.totals.episodes == len(units)
+    assert progress == list(range(1, len(units) + 1))
 
 
 def test_processes_sharing_the_units_take_each_once() -> None:

@@ -22,9 +22,10 @@ from trajgym.rollout.jobs import (
     load_job,
     run_job,
 )
-from trajgym.rollout.runner import PERSONA_TRAITS, ScenarioSummary, completion_tokens, total
+from trajgym.rollout.runner import PERSONA_TRAITS, ScenarioSummary, total
 from trajgym.scenario.catalog import builtin_dir, scenario_files
 from trajgym.scenario.loader import load
+from trajgym.trajectory.store import INFRA_ERROR
 
 JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed", "max_turns")
 """Flags that a job file declares itself (--out, --concurrency, --workers and --backend override it)."""
@@ -113,7 +114,6 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
     job = job_from_args(args)
     units = job.units()
     check_output(job.output, resume=args.resume)
-    stats = {"done": 0, "faults": 0, "malformed": 0, "success": 0, "steps": 0, "tokens": 0, "infra": 0}
     started = time.perf_counter()
 
     progress = Progress(
@@ -135,21 +135,15 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
                 progress.console.print(f"resuming: {result.skipped} of {len(units)} units already done in "
                                        f"{job.output}", highlight=False)
 
-        def on_episode(traj: dict[str, Any]) -> None:
-            stats["done"] += 1
-            stats["faults"] += len(traj["faults"])
-            stats["malformed"] += sum(1 for s in traj["steps"] if s["error"])
-            stats["success"] += bool(traj["outcome"]["success"])
-            stats["steps"] += len(traj["steps"])
-            stats["tokens"] += completion_tokens(traj)
-            stats["infra"] += traj["termination"] == "infra_error"
+        def on_progress(result: JobResult) -> None:
+            t = result.totals
             elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rate=stats["done"] / elapsed, tps=stats["tokens"] / elapsed,
-                            success=stats["success"], faults=stats["faults"], malformed=stats["malformed"],
-                            infra=stats["infra"])
+            progress.update(task, completed=t.episodes, rate=t.episodes / elapsed, tps=t.tokens / elapsed,
+                            success=t.successes, faults=t.faults, malformed=t.malformed,
+                            infra=t.terminations.get(INFRA_ERROR, 0))
 
         common: dict[str, Any] = {"concurrency": job.concurrency, "resume": args.resume, "command": command,
-                                  "on_episode": on_episode, "on_start": on_start}
+                                  "on_progress": on_progress, "on_start": on_start}
         if job.backend == "ray":
             from trajgym.rollout.ray_backend import run_job_ray
 
@@ -161,11 +155,13 @@ def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
     console.print(summary_table(result.summary, job.agents.label(), elapsed))
     if result.persona_mix:
         console.print(persona_table(result.persona_mix))
+    t = result.totals
     skipped = f"; {result.skipped} units were already done" if result.skipped else ""
-    infra = f"; {stats['infra']} infra errors (run again with --resume)" if stats["infra"] else ""
-    tokens = f", {stats['tokens'] / elapsed:.1f} tokens/s" if stats["tokens"] else ""
-    console.print(f"{stats['done']} episodes, {stats['steps']} steps in {elapsed:.2f} s "
-                  f"({stats['done'] / elapsed:.2f} episodes/s{tokens}); appended to {job.output}{skipped}{infra}",
+    n_infra = t.terminations.get(INFRA_ERROR, 0)
+    infra = f"; {n_infra} infra errors (run again with --resume)" if n_infra else ""
+    tokens = f", {t.tokens / elapsed:.1f} tokens/s" if t.tokens else ""
+    console.print(f"{t.episodes} episodes, {t.steps} steps in {elapsed:.2f} s "
+                  f"({t.episodes / elapsed:.2f} episodes/s{tokens}); appended to {job.output}{skipped}{infra}",
                   highlight=False)
     return 0
 

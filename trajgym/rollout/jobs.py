@@ -30,7 +30,7 @@ from trajgym.configfile import load_config
 from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
 from trajgym.rollout.episode import aplay, to_trajectory
-from trajgym.rollout.runner import ScenarioSummary, WorkUnit, plan, total
+from trajgym.rollout.runner import ScenarioSummary, WorkUnit, digest, plan, total
 from trajgym.rollout.runtime import collector_tuned
 from trajgym.scenario.catalog import scenario_files
 from trajgym.scenario.loader import ScenarioTemplate, load
@@ -47,6 +47,7 @@ AgentsFactory = Callable[[ScenarioTemplate], dict[str, Agent]]
 """Fresh agents, one per role, for one episode of a scenario."""
 
 OnEpisode = Callable[[dict[str, Any]], None]
+OnProgress = Callable[["JobResult"], None]
 
 # ---------------------------------------------------------------------------------------------
 # agents
@@ -122,6 +123,14 @@ class JobResult:
     """Units the output already held (resume)."""
     torn: Path | None = None
     """Where a torn last line of the output was moved (resume after a crash)."""
+    totals: ScenarioSummary = field(default_factory=ScenarioSummary)
+    """The counts of every episode this run played, all scenarios together, kept as they end."""
+
+    def record(self, d: dict[str, Any]) -> None:
+        """Count one episode that was written, from its :func:`~trajgym.rollout.runner.digest`."""
+        self.ran += 1
+        self.summary.setdefault(d["scenario_id"], ScenarioSummary()).add_digest(d)
+        self.totals.add_digest(d)
 
     @property
     def persona_mix(self) -> dict[str, dict[str, int]]:
@@ -262,7 +271,7 @@ def _todo(units: list[WorkUnit], out: str | Path, resume: bool) -> tuple[list[Wo
 async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
                    concurrency: int = 8, resume: bool = False, command: str | None = None,
                    on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
-                   fsync: bool = True, workers: int = 1) -> JobResult:
+                   on_progress: OnProgress | None = None, fsync: bool = True, workers: int = 1) -> JobResult:
     """The async form of :func:`run_job`, for callers that already run an event loop."""
     if concurrency < 1 or workers < 1:
         raise TrajgymError("concurrency and workers must be at least 1")
@@ -273,23 +282,30 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
         if on_start is not None:
             on_start(result, len(todo))
         with TrajectoryWriter(out, fsync=fsync) as writer:
-            def done(traj: dict[str, Any], line: bytes | None = None) -> None:
-                if line is None:
-                    writer.write(traj)
-                else:
-                    writer.write_line(line)
-                result.ran += 1
-                result.summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
+            def done(traj: dict[str, Any]) -> None:
+                writer.write(traj)
+                result.record(digest(traj))
                 if on_episode is not None:
                     on_episode(traj)
+                if on_progress is not None:
+                    on_progress(result)
+
+            def done_elsewhere(lines: list[tuple[bytes, dict[str, Any]]]) -> None:
+                """Episodes a worker played: their lines, written together, and their digests."""
+                writer.write_lines([line for line, _ in lines])
+                for line, d in lines:
+                    result.record(d)
+                    if on_episode is not None:
+                        on_episode(jsonio.loads(line))
+                    if on_progress is not None:
+                        on_progress(result)
 
             async with collector_tuned():
                 if workers > 1:
                     from trajgym.rollout.workers import play_in_workers
 
                     await play_in_workers(todo, agents_factory, workers=workers, concurrency=concurrency,
-                                          command=command, on_line=lambda line: done(jsonio.loads(line), line),
-                                          on_episode=done)
+                                          command=command, on_lines=done_elsewhere, on_episode=done)
                 else:
                     await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command),
                                      done)
@@ -299,22 +315,25 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
 def run_job(units: list[WorkUnit], out: str | Path, agents_factory: AgentsFactory, *,
             concurrency: int = 8, resume: bool = False, command: str | None = None,
             on_episode: OnEpisode | None = None, on_start: Callable[[JobResult, int], None] | None = None,
-            fsync: bool = True, workers: int = 1) -> JobResult:
+            on_progress: OnProgress | None = None, fsync: bool = True, workers: int = 1) -> JobResult:
     """Play ``units`` with ``concurrency`` episodes in flight, appending each to ``out`` as it ends.
 
     Without ``resume`` a non-empty ``out`` is an error. With it, a torn last line (a crash) is moved
     aside, units the file holds with a normal ending are skipped, and units that are missing or
     ended ``infra_error`` are played again (the old infra-error line stays: read the file with
     :func:`trajgym.trajectory.latest_per_unit`). ``on_start(result, n_to_run)`` is called once the
-    output has been checked, ``on_episode(trajectory)`` after each episode is written.
+    output has been checked, ``on_episode(trajectory)`` after each episode is written, and
+    ``on_progress(result)`` then too, with the counts so far in ``result.totals`` (a progress bar
+    needs no trajectory: it costs the job nothing to decode).
 
     ``workers`` > 1 plays the units in that many processes, this one included, the concurrency shared
     among them (:mod:`trajgym.rollout.workers`): for thousands of episodes in flight on a machine with
-    cores to spare. ``on_episode`` then gets a worker's trajectory as its line reads back.
+    cores to spare. ``on_episode`` then gets a worker's trajectory decoded from its line (this
+    process's CPU: leave it out of big jobs, ``on_progress`` decodes nothing).
     """
     return asyncio.run(arun_job(units, out, agents_factory, concurrency=concurrency, resume=resume,
-                                command=command, on_episode=on_episode, on_start=on_start, fsync=fsync,
-                                workers=workers))
+                                command=command, on_episode=on_episode, on_start=on_start,
+                                on_progress=on_progress, fsync=fsync, workers=workers))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from trajgym.rollout.jobs import (
     AgentSpec,
     JobResult,
     OnEpisode,
+    OnProgress,
     _exclusive,
     _in_flight,
     _todo,
@@ -27,7 +28,7 @@ from trajgym.rollout.jobs import (
     default_batch_size,
     play_unit,
 )
-from trajgym.rollout.runner import ScenarioSummary, WorkUnit
+from trajgym.rollout.runner import WorkUnit, digest
 from trajgym.trajectory.store import TrajectoryWriter
 
 
@@ -50,7 +51,8 @@ def play_batch(units: list[WorkUnit], agents: AgentSpec, concurrency: int, comma
 def run_job_ray(units: list[WorkUnit], out: str | Path, agents: AgentSpec, *, address: str | None = None,
                 batch_size: int | None = None, concurrency: int = 8, resume: bool = False,
                 command: str | None = None, on_episode: OnEpisode | None = None,
-                on_start: Callable[[JobResult, int], None] | None = None, fsync: bool = True,
+                on_start: Callable[[JobResult, int], None] | None = None,
+                on_progress: OnProgress | None = None, fsync: bool = True,
                 init_kwargs: dict[str, Any] | None = None) -> JobResult:
     """:func:`trajgym.rollout.jobs.run_job` on Ray. Connects to ``address`` (or starts a local Ray,
     without its dashboard) unless Ray is already initialized; shuts down only what it started.
@@ -88,10 +90,11 @@ def run_job_ray(units: list[WorkUnit], out: str | Path, agents: AgentSpec, *, ad
                     ready, in_flight = ray.wait(in_flight, num_returns=1)
                     for traj in ray.get(ready[0]):
                         writer.write(traj)
-                        result.ran += 1
-                        result.summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
+                        result.record(digest(traj))
                         if on_episode is not None:
                             on_episode(traj)
+                        if on_progress is not None:
+                            on_progress(result)
         finally:
             if started:
                 ray.shutdown()

@@ -77,6 +77,19 @@ def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
+def digest(traj: dict[str, Any]) -> dict[str, Any]:
+    """What a job's counts need of an episode (a few hundred bytes of JSON, where the trajectory is
+    tens of KB): a worker process sends it beside the line, so the job's process counts episodes
+    without decoding them."""
+    persona = customer_persona(traj) or {}
+    steps = traj["steps"]
+    return {"scenario_id": traj["scenario_id"], "success": bool(traj["outcome"]["success"]),
+            "steps": len(steps), "tool_calls": sum(len(s["tool_calls"]) for s in steps),
+            "faults": len(traj["faults"]), "malformed": sum(1 for s in steps if s["error"]),
+            "tokens": completion_tokens(traj), "termination": traj["termination"],
+            "persona": {t: str(persona[t]) for t in PERSONA_TRAITS if persona.get(t) is not None} or None}
+
+
 @dataclass
 class ScenarioSummary:
     episodes: int = 0
@@ -92,18 +105,20 @@ class ScenarioSummary:
     """Customer personas played, counted per trait: ``{"mood": {"calm": 3, "angry": 1}, ...}``."""
 
     def add(self, traj: dict[str, Any]) -> None:
+        self.add_digest(digest(traj))
+
+    def add_digest(self, d: dict[str, Any]) -> None:
+        """Count one episode from its :func:`digest`."""
         self.episodes += 1
-        self.successes += bool(traj["outcome"]["success"])
-        self.steps += len(traj["steps"])
-        self.tool_calls += sum(len(s["tool_calls"]) for s in traj["steps"])
-        self.faults += len(traj["faults"])
-        self.malformed += sum(1 for s in traj["steps"] if s["error"])
-        self.tokens += completion_tokens(traj)
-        _count(self.terminations, traj["termination"])
-        persona = customer_persona(traj) or {}
-        for trait in PERSONA_TRAITS:
-            if persona.get(trait) is not None:
-                _count(self.personas.setdefault(trait, {}), str(persona[trait]))
+        self.successes += bool(d["success"])
+        self.steps += d["steps"]
+        self.tool_calls += d["tool_calls"]
+        self.faults += d["faults"]
+        self.malformed += d["malformed"]
+        self.tokens += d["tokens"]
+        _count(self.terminations, d["termination"])
+        for trait, value in (d["persona"] or {}).items():
+            _count(self.personas.setdefault(trait, {}), value)
 
     def merge(self, other: ScenarioSummary) -> None:
         """Add ``other``'s counts to these."""

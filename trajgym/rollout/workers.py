@@ -6,8 +6,12 @@ not by the model server. ``arun_job(..., workers=N)`` plays in ``N`` processes: 
 not dealt out in advance: each process takes the next unit from a counter they share whenever it
 has a free slot, so the job's process starts at once, a worker joins when it has started (most of a
 second: a fresh interpreter imports trajgym), and a slower process takes fewer units. A worker
-sends each trajectory, already encoded as its JSONL line, to the job's process, which alone appends
-to the output: one writer, one append-only file, the same crash safety and ``resume``. A worker that
+sends each trajectory, already encoded as its JSONL line, with its digest (the few counts a job's
+summary and progress need), to the job's process, which alone appends to the output: one writer,
+one append-only file, the same crash safety and ``resume``. The job's process does not decode the
+lines (unless it was given an ``on_episode``), and a worker sends the episodes that ended within
+:data:`BATCH_S` of each other in one message: the job's process plays too, so what it spends per
+worker's episode is taken from its own. A worker that
 fails ends the job with its error, as an episode's error does in one process; a worker that dies
 ends it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight are not in the
 output, and ``resume`` plays them).
@@ -24,6 +28,7 @@ import contextlib
 import multiprocessing
 import pickle
 import signal
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
@@ -33,11 +38,18 @@ from typing import Any
 
 from trajgym import jsonio
 from trajgym.errors import TrajgymError
-from trajgym.rollout.runner import WorkUnit
+from trajgym.rollout.runner import WorkUnit, digest
 from trajgym.rollout.runtime import collector_tuned
 
-LINE, DONE, ERROR, DIED = b"L", b"D", b"E", b"X"
-"""The first byte of a worker's message: a trajectory line; the end of its units; its error."""
+LINES, DONE, ERROR, DIED = b"L", b"D", b"E", b"X"
+"""The first byte of a worker's message: episodes; the end of its units; its error (DIED: the job's
+own mark for a worker that ended without either)."""
+FRAME = struct.Struct(">II")
+"""Each episode of a LINES message: the lengths of its digest and of its line, then both."""
+BATCH_S = 0.01
+"""A worker sends the episodes that ended within this many seconds together."""
+PIPE_BYTES = 1 << 20
+"""The pipe from a worker, enlarged where Linux allows, so a worker seldom waits to send."""
 
 PlayShare = Callable[[WorkUnit], Any]
 
@@ -84,10 +96,15 @@ def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the job's process, which ends this one
     units = SharedUnits(pickle.loads(Path(units_file).read_bytes()), *shared)
 
+    batch = _Batch(conn)
+
     async def main() -> None:
-        async with collector_tuned():
-            await _in_flight(units, concurrency, lambda u: play_unit(u, agents_factory, command=command),
-                             lambda traj: conn.send_bytes(LINE + jsonio.dumps_line(traj)))
+        try:
+            async with collector_tuned():
+                await _in_flight(units, concurrency, lambda u: play_unit(u, agents_factory, command=command),
+                                 batch.add)
+        finally:
+            batch.send()  # the episodes that ended, before the end or the error
 
     try:
         asyncio.run(main())
@@ -97,6 +114,44 @@ def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn:
         conn.send_bytes(DONE)
     finally:
         conn.close()
+
+
+class _Batch:
+    """A worker's ended episodes not sent yet: each as its digest and line (:data:`FRAME`), sent as
+    one LINES message :data:`BATCH_S` after the first of them ended."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.parts: list[bytes] = [LINES]
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, traj: dict[str, Any]) -> None:
+        line, head = jsonio.dumps_line(traj), jsonio.dumps(digest(traj))
+        self.parts += [FRAME.pack(len(head), len(line)), head, line]
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(BATCH_S, self.send)
+
+    def send(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if len(self.parts) > 1:
+            data, self.parts = b"".join(self.parts), [LINES]
+            self.conn.send_bytes(data)
+
+
+def episodes_of(payload: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+    """The (line, digest) of each episode of a LINES message's payload."""
+    out = []
+    at, end = 0, len(payload)
+    while at < end:
+        n_head, n_line = FRAME.unpack_from(payload, at)
+        at += FRAME.size
+        head = jsonio.loads(payload[at:at + n_head])
+        at += n_head
+        out.append((payload[at:at + n_line], head))
+        at += n_line
+    return out
 
 
 def _pickled(exc: BaseException) -> bytes:
@@ -119,7 +174,7 @@ def _read(conn: Connection, sentinel: int, loop: asyncio.AbstractEventLoop,
                 raise EOFError  # the process ended, and everything it sent has been read
             msg = conn.recv_bytes()
             loop.call_soon_threadsafe(queue.put_nowait, (index, msg))
-            if msg[:1] != LINE:
+            if msg[:1] != LINES:
                 return
     except (EOFError, OSError):
         loop.call_soon_threadsafe(queue.put_nowait, (index, DIED))
@@ -128,10 +183,11 @@ def _read(conn: Connection, sentinel: int, loop: asyncio.AbstractEventLoop,
 
 
 async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers: int, concurrency: int,
-                          command: str | None, on_line: Callable[[bytes], None],
+                          command: str | None, on_lines: Callable[[list[tuple[bytes, dict[str, Any]]]], None],
                           on_episode: Callable[[dict[str, Any]], None]) -> None:
     """Play ``units`` here and in ``workers - 1`` worker processes: ``on_episode(trajectory)`` for
-    each episode played here, ``on_line(line)`` for each a worker played (both in this event loop)."""
+    each episode played here, ``on_lines([(line, digest), ...])`` for the episodes of each message
+    of a worker (both in this event loop)."""
     from trajgym.rollout.jobs import _in_flight, play_unit
 
     slots = shares(concurrency, workers, len(units))
@@ -154,8 +210,8 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
         while running:
             index, msg = await queue.get()
             tag, payload = msg[:1], msg[1:]
-            if tag == LINE:
-                on_line(payload)
+            if tag == LINES:
+                on_lines(episodes_of(payload))
             elif tag == DONE:
                 running -= 1
             elif tag == ERROR:
@@ -172,6 +228,7 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
             units_file.write_bytes(pickle.dumps(units))
             for index, conc in enumerate(slots[1:]):
                 receive, send = ctx.Pipe(duplex=False)
+                _enlarge(send)
                 proc = ctx.Process(target=_worker, args=(str(units_file), (counter, lock), agents_factory, send),
                                    kwargs={"concurrency": conc, "command": command},
                                    name=f"trajgym-worker-{index + 1}", daemon=True)
@@ -202,6 +259,17 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
                     await asyncio.to_thread(proc.join, 10)
             for reader in readers:  # each ends at its worker's end; before this loop does
                 await asyncio.to_thread(reader.join, 10)
+
+
+def _enlarge(conn: Connection) -> None:
+    """Make the pipe under ``conn`` hold :data:`PIPE_BYTES` (Linux; elsewhere, or past the system's
+    limit, it keeps its size)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _unpickled(payload: bytes) -> BaseException:

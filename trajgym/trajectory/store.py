@@ -74,11 +74,18 @@ class TrajectoryWriter:
 
     def write_line(self, line: bytes) -> None:
         """Write one episode already encoded as its line (ending in a newline), as :meth:`write`."""
-        self._fh.write(line)
+        self.write_lines([line])
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write episodes already encoded as lines (each ending in a newline) and flush them together:
+        one system call for a batch a worker process sent."""
+        if not lines:
+            return
+        self._fh.write(b"".join(lines) if len(lines) > 1 else lines[0])
         self._fh.flush()
         if self._syncer is not None:
             self._syncer.request()
-        self.count += 1
+        self.count += len(lines)
 
     def close(self) -> None:
         """Wait for the last fsync, then close the file (idempotent)."""
