@@ -46,7 +46,7 @@ LINES, DONE, ERROR, DIED = b"L", b"D", b"E", b"X"
 own mark for a worker that ended without either)."""
 FRAME = struct.Struct(">II")
 """Each episode of a LINES message: the lengths of its digest and of its line, then both."""
-BATCH_S = 0.01
+BATCH_S = 0.05
 """A worker sends the episodes that ended within this many seconds together."""
 PIPE_BYTES = 1 << 20
 """The pipe from a worker, enlarged where Linux allows, so a worker seldom waits to send."""
