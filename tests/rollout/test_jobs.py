@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import BUILTIN, EXAMPLE
 
-from trajgym.agents import AGENTS, OracleAgent
+from trajgym.agents import AGENTS, OracleAgent, default_agent
 from trajgym.agents.base import AgentContext
 from trajgym.cli.main import main
 from trajgym.errors import InfraError, ScenarioError, TrajgymError
@@ -330,6 +331,45 @@ def test_a_worker_error_ends_the_job_with_it(tmp_path: Path) -> None:
     spec = AgentSpec({"support": AgentChoice("oracle", {"no_such_option": 1})})
     with pytest.raises(TrajgymError, match="agent 'oracle': bad options"):
         run_job(_units(), tmp_path / "out.jsonl", spec, concurrency=4, workers=2)
+
+
+class _FailsInTheWorker(OracleAgent):
+    """The oracle, slow in the job's process; in a worker it fails at its fifth episode, naming the
+    seeds of the four it played (one slot: each ended before the next began)."""
+
+    played: list[int] = []
+
+    def reset(self, ctx: AgentContext) -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            if len(self.played) == 4:
+                raise RuntimeError(f"failed after seeds {json.dumps(self.played)}")
+            self.played.append(ctx.seed)
+        super().reset(ctx)
+
+    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is None:
+            await asyncio.sleep(0.005)  # leave units for the worker, which starts in most of a second
+        return await super().aact(messages, info)
+
+
+class _FailingInTheWorker:
+    def __call__(self, template: Any) -> dict[str, Any]:
+        return {"support": _FailsInTheWorker(), **{r: default_agent(r) for r in template.spec.roles if r != "support"}}
+
+
+def test_a_worker_error_keeps_the_episodes_it_ended(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    units = plan([load(BUILTIN["refund_damaged_item"])], 400, seed=1)
+    with pytest.raises(RuntimeError, match="failed after seeds") as failed:
+        run_job(units, out, _FailingInTheWorker(), concurrency=2, workers=2)
+    seeds = json.loads(str(failed.value).split("seeds ", 1)[1])
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(seeds) == 4 and set(seeds) <= {t["seed"] for t in written}
+    assert len({unit_key(t) for t in written}) == len(written)
 
 
 def _worker_pids(parent: int) -> list[int]:

@@ -11,10 +11,10 @@ summary and progress need), to the job's process, which alone appends to the out
 one append-only file, the same crash safety and ``resume``. The job's process does not decode the
 lines (unless it was given an ``on_episode``), and a worker sends the episodes that ended within
 :data:`BATCH_S` of each other in one message: the job's process plays too, so what it spends per
-worker's episode is taken from its own. A worker that
-fails ends the job with its error, as an episode's error does in one process; a worker that dies
-ends it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight are not in the
-output, and ``resume`` plays them).
+worker's episode is taken from its own. A worker that fails ends the job with its error (after
+sending the episodes it ended), as an episode's error does in one process; a worker that dies ends
+it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight, and those it ended
+in its last :data:`BATCH_S`, are not in the output, and ``resume`` plays them).
 
 Workers are started with ``spawn`` (a fresh interpreter: the job's threads and event loop are not
 forked), so the agents factory and the units must pickle, as for the Ray backend, and, as for any
