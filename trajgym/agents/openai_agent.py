@@ -175,6 +175,7 @@ class OpenAIAgent(ChatAgent):
         self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
                                    timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         self._encoded: list[bytes] = []  # history[i] as JSON: each message is encoded once
+        self._tools_json: tuple[list[dict[str, Any]], bytes] | None = None  # the last tools offered, encoded
 
     # ------------------------------------------------------------------------------------------
 
@@ -242,7 +243,9 @@ class OpenAIAgent(ChatAgent):
         head.update(self.extra_body)
         parts = [jsonio.dumps(head)[:-1], b',"messages":[', b",".join(self._encoded), b"]"]
         if tools:
-            parts += [b',"tools":', _encoded_tools(tools, self.strict, self.tools_for_request)]
+            if self._tools_json is None or self._tools_json[0] is not tools:  # an episode's are one list
+                self._tools_json = (tools, _encoded_tools(tools, self.strict, self.tools_for_request))
+            parts += [b',"tools":', self._tools_json[1]]
         parts.append(b"}")
         return b"".join(parts)
 
