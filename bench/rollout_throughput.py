@@ -19,7 +19,10 @@ after the job's runs, and the better of its two runs is the ceiling; it runs und
 garbage-collector settings as the job
 (:func:`trajgym.rollout.runtime.collector_tuned`). It reports episodes/s, the requests in flight
 achieved (Little's law: requests x mean latency / wall time), the client's CPU time per episode
-and the memory per live episode (tracemalloc peak over one wave of ``level`` live episodes).
+(the job's process and its workers, which report theirs) and the memory per live episode
+(tracemalloc peak over one wave of ``level`` live episodes). The fork server that workers are
+forked from is started first, as ``trajgym rollout --workers`` does; its imports are not timed, as
+the job's own are not.
 
 The server shares the machine's cores with the client: on a small machine the numbers move with
 whatever else runs (the load average before the run is printed).
@@ -34,7 +37,6 @@ import asyncio
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -146,12 +148,6 @@ def _support(base_url: str) -> Any:
                              sampling={"temperature": 1.0, "max_tokens": 256})
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and of its children that ended (the job's worker processes)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 async def agent_level(template: Any, base_url: str, level: int, episodes: int, seed0: int, *,
                       out_dir: Path, workers: int = 1) -> dict[str, Any]:
     """``episodes`` units played by ``arun_job`` with ``level`` in flight (in ``workers``
@@ -162,10 +158,10 @@ async def agent_level(template: Any, base_url: str, level: int, episodes: int, s
 
     units = [WorkUnit(template, seed0 + i) for i in range(episodes)]
     out = out_dir / f"agent-{level}-{seed0}.jsonl"
-    t0, c0 = time.perf_counter(), _cpu()
-    await arun_job(units, out, _support(base_url), concurrency=level, workers=workers)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = await arun_job(units, out, _support(base_url), concurrency=level, workers=workers)
     wall = time.perf_counter() - t0
-    cpu = (_cpu() - c0) / episodes
+    cpu = (time.process_time() - c0 + result.worker_cpu_s) / episodes  # the workers report theirs
     latencies: list[float] = []  # read back after the clock stopped, as a user's scorer would
     ends: dict[str, int] = {}
     for traj in iter_episodes(out, validate=False):
@@ -251,8 +247,10 @@ async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: 
 
 async def main_async(args: argparse.Namespace, base_url: str) -> None:
     from trajgym.agents.openai_agent import close_client_session
+    from trajgym.rollout.workers import start_server
     from trajgym.scenario import builtin_scenarios, load
 
+    start_server()  # as `trajgym rollout --workers` does when it starts (not timed: neither are the job's imports)
     template = load(builtin_scenarios()["refund_damaged_item"])
     bodies = await request_bodies(template, base_url)
     assert len(bodies) == CALLS_PER_EPISODE, len(bodies)

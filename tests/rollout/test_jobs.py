@@ -311,6 +311,7 @@ def test_worker_processes_write_the_same_episodes(tmp_path: Path) -> None:
     assert one.summary == two.summary
     assert two.totals == total(two.summary) and two.totals.episodes == len(units)
     assert progress == list(range(1, len(units) + 1))
+    assert one.worker_cpu_s == 0 < two.worker_cpu_s  # the worker reports its CPU time with its end
 
 
 def test_processes_sharing_the_units_take_each_once() -> None:
@@ -372,9 +373,59 @@ def test_a_worker_error_keeps_the_episodes_it_ended(tmp_path: Path) -> None:
     assert len({unit_key(t) for t in written}) == len(written)
 
 
+class _ReportsItsProcess(OracleAgent):
+    """The oracle, slow in the job's process; its recorded config names its process and the value
+    of $TRAJGYM_TEST_MARK there."""
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "pid": os.getpid(), "mark": os.environ.get("TRAJGYM_TEST_MARK")}
+
+    async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is None:
+            await asyncio.sleep(0.005)
+        return await super().aact(messages, info)
+
+
+class _ReportingFactory:
+    def __call__(self, template: Any) -> dict[str, Any]:
+        return {"support": _ReportsItsProcess(), **{r: default_agent(r) for r in template.spec.roles if r != "support"}}
+
+
+def test_workers_run_in_the_job_s_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trajgym.rollout.workers import start_server
+
+    start_server()  # the fork server's environment is the one it started in
+    monkeypatch.setenv("TRAJGYM_TEST_MARK", "set after the server started")
+    out = tmp_path / "out.jsonl"
+    run_job(plan([load(BUILTIN["refund_damaged_item"])], 200, seed=2), out, _ReportingFactory(), concurrency=2, workers=2)
+    configs = [a["config"] for t in _lines(out) for a in t["agents"] if a["role"] == "support"]
+    assert len({c["pid"] for c in configs}) == 2  # both processes played
+    assert {c["mark"] for c in configs} == {"set after the server started"}
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # gone
+        return []
+
+
 def _worker_pids(parent: int) -> list[int]:
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    """The job's worker processes: forked by the fork server, a child of ``parent`` (or, under
+    ``spawn``, children of ``parent`` themselves)."""
+    workers = []
+    for child in _children(parent):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"forkserver" in cmdline:
+            workers += _children(child)
+        elif b"spawn_main" in cmdline:
+            workers.append(child)
+    return workers
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc")

@@ -111,7 +111,13 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
 
 def rollout(args: argparse.Namespace, console: Console, command: str) -> int:
+    from trajgym.rollout.workers import start_server
+
+    if (args.workers or 0) > 1 and args.backend != "ray":
+        start_server()  # its imports overlap with loading the scenarios
     job = job_from_args(args)
+    if job.workers > 1 and job.backend == "local":
+        start_server()
     units = job.units()
     check_output(job.output, resume=args.resume)
     started = time.perf_counter()

@@ -125,6 +125,8 @@ class JobResult:
     """Where a torn last line of the output was moved (resume after a crash)."""
     totals: ScenarioSummary = field(default_factory=ScenarioSummary)
     """The counts of every episode this run played, all scenarios together, kept as they end."""
+    worker_cpu_s: float = 0.0
+    """CPU seconds the job's worker processes spent (``workers`` > 1; this process's own not included)."""
 
     def record(self, d: dict[str, Any]) -> None:
         """Count one episode that was written, from its :func:`~trajgym.rollout.runner.digest`."""
@@ -304,8 +306,9 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
                 if workers > 1:
                     from trajgym.rollout.workers import play_in_workers
 
-                    await play_in_workers(todo, agents_factory, workers=workers, concurrency=concurrency,
-                                          command=command, on_lines=done_elsewhere, on_episode=done)
+                    result.worker_cpu_s = await play_in_workers(
+                        todo, agents_factory, workers=workers, concurrency=concurrency, command=command,
+                        on_lines=done_elsewhere, on_episode=done)
                 else:
                     await _in_flight(todo, concurrency, lambda u: play_unit(u, agents_factory, command=command),
                                      done)

@@ -16,9 +16,14 @@ sending the episodes it ended), as an episode's error does in one process; a wor
 it with a :class:`~trajgym.errors.TrajgymError` (the episodes it had in flight, and those it ended
 in its last :data:`BATCH_S`, are not in the output, and ``resume`` plays them).
 
-Workers are started with ``spawn`` (a fresh interpreter: the job's threads and event loop are not
-forked), so the agents factory and the units must pickle, as for the Ray backend, and, as for any
-``spawn`` process, a script that runs such a job needs the ``if __name__ == "__main__":`` guard.
+Workers are forked from multiprocessing's fork server (``forkserver``; ``spawn`` where there is none):
+a process started once, the first time a job needs it (or earlier, by :func:`start_server`), which
+imports trajgym and the main module, then forks each worker from that single-threaded state, never
+from the job's process with its threads and event loop. A worker starts in milliseconds once the
+server runs (a fresh interpreter takes most of a second); the job's process starts its workers on
+threads, so it plays meanwhile. The agents factory and the units must pickle, as for the Ray
+backend, and, as for any ``spawn`` or ``forkserver`` process, a script that runs such a job needs
+the ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import pickle
 import signal
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -50,6 +57,29 @@ BATCH_S = 0.05
 """A worker sends the episodes that ended within this many seconds together."""
 PIPE_BYTES = 1 << 20
 """The pipe from a worker, enlarged where Linux allows, so a worker seldom waits to send."""
+CPU = struct.Struct(">d")
+"""A DONE message's payload: the worker's CPU seconds."""
+PRELOAD = ("__main__", "trajgym.rollout.jobs", "trajgym.agents.openai_agent")
+"""What the fork server imports before it forks workers (``__main__``: the script or command that
+runs the job, which the workers would import otherwise)."""
+
+
+def context() -> Any:
+    """The multiprocessing context of worker processes: the fork server where the platform has one."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def start_server() -> None:
+    """Start the fork server now, if it is not running (it returns at once; the server imports
+    trajgym on its own core meanwhile): call it early where a job with workers will follow."""
+    if context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 PlayShare = Callable[[WorkUnit], Any]
 
@@ -87,12 +117,15 @@ class SharedUnits:
 
 
 def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn: Connection, *,
-            concurrency: int, command: str | None) -> None:
+            concurrency: int, command: str | None, environ: dict[str, str]) -> None:
     """A worker process: play units taken from the shared counter and send each trajectory line,
     then DONE or the error. (The units travel in a file: a process's arguments that fill the pipe
-    they are sent through leave the parent blocked on it if the new process fails before reading.)"""
+    they are sent through leave the parent blocked on it if the new process fails before reading.)
+    ``environ`` is the job's environment: the fork server's is that of when it started."""
     from trajgym.rollout.jobs import _in_flight, play_unit
 
+    os.environ.clear()
+    os.environ.update(environ)  # OPENAI_BASE_URL, OPENAI_API_KEY, ... as the job's process has them
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the job's process, which ends this one
     units = SharedUnits(pickle.loads(Path(units_file).read_bytes()), *shared)
 
@@ -111,7 +144,7 @@ def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn:
     except BaseException as exc:
         conn.send_bytes(ERROR + _pickled(exc))
     else:
-        conn.send_bytes(DONE)
+        conn.send_bytes(DONE + CPU.pack(time.process_time()))
     finally:
         conn.close()
 
@@ -184,29 +217,33 @@ def _read(conn: Connection, sentinel: int, loop: asyncio.AbstractEventLoop,
 
 async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers: int, concurrency: int,
                           command: str | None, on_lines: Callable[[list[tuple[bytes, dict[str, Any]]]], None],
-                          on_episode: Callable[[dict[str, Any]], None]) -> None:
+                          on_episode: Callable[[dict[str, Any]], None]) -> float:
     """Play ``units`` here and in ``workers - 1`` worker processes: ``on_episode(trajectory)`` for
     each episode played here, ``on_lines([(line, digest), ...])`` for the episodes of each message
-    of a worker (both in this event loop)."""
+    of a worker (both in this event loop). Returns the CPU seconds the workers spent."""
     from trajgym.rollout.jobs import _in_flight, play_unit
 
     slots = shares(concurrency, workers, len(units))
     if not units:
-        return
+        return 0.0
     try:
         pickle.dumps(agents_factory)
     except Exception as exc:
         raise TrajgymError(f"workers > 1 needs agents that can be sent to other processes (an AgentSpec, "
                            f"or another picklable factory): {exc}") from None
-    ctx = multiprocessing.get_context("spawn")
+    ctx = context()
     counter, lock = ctx.RawValue("q", 0), ctx.Lock()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     procs: list[Any] = []
+    sends: list[Connection] = []
+    starters: list[threading.Thread] = []
     readers: list[threading.Thread] = []
+    cpu = 0.0
 
     async def from_workers() -> None:
-        running = len(procs)
+        nonlocal cpu
+        running = len(slots) - 1
         while running:
             index, msg = await queue.get()
             tag, payload = msg[:1], msg[1:]
@@ -214,6 +251,7 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
                 on_lines(episodes_of(payload))
             elif tag == DONE:
                 running -= 1
+                cpu += CPU.unpack(payload)[0]
             elif tag == ERROR:
                 raise _unpickled(payload)
             else:
@@ -226,21 +264,37 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
         try:
             units_file = Path(tmp) / "units.pickle"
             units_file.write_bytes(pickle.dumps(units))
-            for index, conc in enumerate(slots[1:]):
-                receive, send = ctx.Pipe(duplex=False)
-                _enlarge(send)
-                proc = ctx.Process(target=_worker, args=(str(units_file), (counter, lock), agents_factory, send),
-                                   kwargs={"concurrency": conc, "command": command},
-                                   name=f"trajgym-worker-{index + 1}", daemon=True)
-                proc.start()
-                send.close()
-                procs.append(proc)
-                readers.append(threading.Thread(target=_read, args=(receive, proc.sentinel, loop, queue, index),
-                                                name=f"trajgym-worker-{index + 1}-reader", daemon=True))
-                readers[-1].start()
+
+            async def start_workers() -> None:
+                """Start each worker on a thread (the fork server may still be importing), then
+                its reader; this loop plays meanwhile."""
+                for index, conc in enumerate(slots[1:]):
+                    receive, send = ctx.Pipe(duplex=False)
+                    sends.append(send)
+                    _enlarge(send)
+                    proc = ctx.Process(target=_worker,
+                                       args=(str(units_file), (counter, lock), agents_factory, send),
+                                       kwargs={"concurrency": conc, "command": command,
+                                               "environ": dict(os.environ)},
+                                       name=f"trajgym-worker-{index + 1}", daemon=True)
+                    procs.append(proc)
+                    failed: list[BaseException] = []
+                    starters.append(threading.Thread(target=_start, args=(proc, failed), daemon=True,
+                                                     name=f"trajgym-worker-{index + 1}-start"))
+                    starters[-1].start()
+                    await asyncio.to_thread(starters[-1].join)
+                    send.close()  # the worker holds it now
+                    if failed:
+                        receive.close()
+                        raise failed[0]
+                    readers.append(threading.Thread(target=_read, args=(receive, proc.sentinel, loop, queue, index),
+                                                    name=f"trajgym-worker-{index + 1}-reader", daemon=True))
+                    readers[-1].start()
+
             here = _in_flight(SharedUnits(units, counter, lock), slots[0],
                               lambda u: play_unit(u, agents_factory, command=command), on_episode)
-            tasks = [asyncio.ensure_future(here), asyncio.ensure_future(from_workers())]
+            tasks = [asyncio.ensure_future(here), asyncio.ensure_future(from_workers()),
+                     asyncio.ensure_future(start_workers())]
             try:
                 finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in finished:
@@ -251,6 +305,10 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            for starter in starters:  # a worker still starting is started before it is ended
+                await asyncio.to_thread(starter.join, 60)
+            for send in sends:
+                send.close()
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
@@ -259,6 +317,15 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
                     await asyncio.to_thread(proc.join, 10)
             for reader in readers:  # each ends at its worker's end; before this loop does
                 await asyncio.to_thread(reader.join, 10)
+    return cpu
+
+
+def _start(proc: Any, failed: list[BaseException]) -> None:
+    """Start ``proc`` (on a thread: with the fork server, until it has imported trajgym)."""
+    try:
+        proc.start()
+    except BaseException as exc:
+        failed.append(exc)
 
 
 def _enlarge(conn: Connection) -> None:
