@@ -4,8 +4,8 @@ At 1,000 episodes in flight a job is bound by one event loop's CPU (envs, agents
 not by the model server. ``arun_job(..., workers=N)`` plays in ``N`` processes: the job's own and
 ``N - 1`` started for it, each with a share of the concurrency on its own event loop. The units are
 not dealt out in advance: each process takes the next unit from a counter they share whenever it
-has a free slot, so the job's process starts at once, a worker joins when it has started (most of a
-second: a fresh interpreter imports trajgym), and a slower process takes fewer units. A worker
+has a free slot, so the job's process starts at once, a worker joins when it has started, and a
+slower process takes fewer units. A worker
 sends each trajectory, already encoded as its JSONL line, with its digest (the few counts a job's
 summary and progress need), to the job's process, which alone appends to the output: one writer,
 one append-only file, the same crash safety and ``resume``. The job's process does not decode the
@@ -80,8 +80,6 @@ def start_server() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
-
-PlayShare = Callable[[WorkUnit], Any]
 
 
 def shares(concurrency: int, workers: int, units: int) -> list[int]:
