@@ -23,7 +23,7 @@ import statistics
 import time
 from typing import Any
 
-from trajgym.agents.openai_agent import close_client_session
+from trajgym.agents.openai_agent import close_connections
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
 from trajgym.scenario import builtin_scenarios, load
@@ -70,7 +70,7 @@ async def _judge(scorer: LLMJudge, trajs: list[Trajectory], at_once: bool) -> tu
         else:
             results = [await scorer.ascore(t, ctx) for t in trajs]
     finally:
-        await close_client_session()
+        await close_connections()
     return time.perf_counter() - t0, results
 
 

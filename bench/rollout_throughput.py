@@ -197,11 +197,13 @@ async def request_bodies(template: Any, base_url: str) -> list[bytes]:
 
 async def bare_level(base_url: str, level: int, episodes: int, bodies: list[bytes]) -> dict[str, Any]:
     """The ceiling: ``bodies`` sent in turn by each of ``episodes`` coroutines, ``level`` at a
-    time, through the agents' HTTP session; each answer is decoded as the agent decodes it."""
-    from trajgym.agents.openai_agent import client_session
+    time, through one aiohttp session sized for them; each answer is decoded as the agent decodes it."""
+    import aiohttp
+
     from trajgym.jsonio import loads as decode_json
 
-    session = client_session()
+    connector = aiohttp.TCPConnector(limit=4096, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    session = aiohttp.ClientSession(connector=connector)
     url = f"{base_url}/chat/completions"
     sem = asyncio.Semaphore(level)
     latencies: list[float] = []
@@ -220,18 +222,16 @@ async def bare_level(base_url: str, level: int, episodes: int, bodies: list[byte
     await asyncio.gather(*(one() for _ in range(episodes)))
     wall = time.perf_counter() - t0
     cpu = (time.process_time() - c0) / episodes
+    await session.close()
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu}
 
 
 async def bare_run(base_url: str, level: int, episodes: int, bodies: list[bytes]) -> dict[str, Any]:
     """:func:`bare_level` under the job's collector settings, on its own connections."""
-    from trajgym.agents.openai_agent import close_client_session
     from trajgym.rollout.runtime import collector_tuned
 
     async with collector_tuned():
-        result = await bare_level(base_url, level, episodes, bodies)
-    await close_client_session()
-    return result
+        return await bare_level(base_url, level, episodes, bodies)
 
 
 async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: Path) -> float:
@@ -246,7 +246,7 @@ async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: 
 
 
 async def main_async(args: argparse.Namespace, base_url: str) -> None:
-    from trajgym.agents.openai_agent import close_client_session
+    from trajgym.agents.openai_agent import close_connections
     from trajgym.rollout.workers import start_server
     from trajgym.scenario import builtin_scenarios, load
 
@@ -269,7 +269,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> None:
             for workers, agent in agents:
                 rows.append((level, workers, agent, bare, mem if workers == 1 else None))
                 assert agent["ends"] == {"transferred_to_human": n}, agent["ends"]
-    await close_client_session()
+    await close_connections()
     ideal = 1 / (CALLS_PER_EPISODE * args.latency)
     loop = type(asyncio.get_running_loop())
     print(f"\nrefund_damaged_item, {CALLS_PER_EPISODE} support calls of {args.latency * 1000:.0f} ms per "

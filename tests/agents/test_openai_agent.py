@@ -20,7 +20,7 @@ from trajgym.agents import (
     make_agent,
 )
 from trajgym.agents.chat import _replies_as_text
-from trajgym.agents.openai_agent import close_client_session
+from trajgym.agents.openai_agent import close_connections
 from trajgym.agents.toolcalls import parse_text_tool_calls
 from trajgym.envs.core import Episode
 from trajgym.errors import InfraError, TrajgymError
@@ -48,7 +48,7 @@ def play(template: ScenarioTemplate, agents: dict[str, Any], seed: int = 1, tria
         try:
             episode = await aplay(Episode.start(template, seed, trial=trial), agents)
         finally:
-            await close_client_session()
+            await close_connections()
         traj = to_trajectory(episode, agents)
         json.dumps(traj)  # the record is JSON
         return traj

@@ -20,7 +20,7 @@ from aiohttp import web
 from fake_openai import FakeOpenAI
 from helpers import BUILTIN
 
-from trajgym.agents.openai_agent import _sessions, client_session
+from trajgym.agents import http_client
 from trajgym.errors import InfraError
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
@@ -108,8 +108,8 @@ def run(coro: Any) -> Any:
         try:
             return await coro
         finally:
-            from trajgym.agents.openai_agent import close_client_session
-            await close_client_session()
+            from trajgym.agents.openai_agent import close_connections
+            await close_connections()
     return asyncio.run(go())
 
 
@@ -277,7 +277,7 @@ def test_a_server_that_stays_down_is_an_infra_error_not_a_score(server: JudgeSer
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(InfraError, match="ClientConnectorError"):
+    with pytest.raises(InfraError, match=r"cannot connect to http://127.0.0.1:\d+ \(ConnectionRefusedError"):
         run(judge(server, base_url=f"http://127.0.0.1:{port}/v1").ascore(flaky, CTX))
 
 
@@ -293,19 +293,18 @@ def test_infra_error_episodes_are_not_judged(server: JudgeServer, flaky: Traject
     assert server.requests == []
 
 
-def test_concurrent_verdicts_share_one_session_and_stay_with_their_episode(
+def test_concurrent_verdicts_share_one_pool_and_stay_with_their_episode(
         server: JudgeServer, several: list[Trajectory]) -> None:
     server.latency_s = 0.05
     scorer = judge(server, max_in_flight=3)
 
-    async def go() -> tuple[list[Any], int]:
-        session = client_session()
+    async def go() -> tuple[list[Any], list[tuple[int, int]]]:
         results = await asyncio.gather(*(scorer.ascore(t, CTX) for t in several * 2))
-        assert client_session() is session and not session.closed
-        return results, len(_sessions)
+        pools = http_client._pools[asyncio.get_running_loop()].values()
+        return results, [(p.open, len(p.idle)) for p in pools]
 
-    results, sessions = run(go())
-    assert sessions == 1
+    results, pools = run(go())
+    assert pools == [(3, 3)]  # one pool; as many connections as requests in flight, kept alive
     assert len(server.requests) == len(several) * 2 and server.peak == 3  # the in-flight limit held
     expected = [1 + len(re.findall(r"\[turn \d+\]", transcript(t).text)) % 5 for t in several * 2]
     assert [r.details["raw_score"] for r in results] == expected

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trajgym import jsonio
 from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
-from trajgym.agents.openai_agent import close_client_session
+from trajgym.agents.openai_agent import close_connections
 from trajgym.configfile import load_config
 from trajgym.envs.core import Episode
 from trajgym.errors import Problem, ScenarioError, TrajgymError, UnknownScenarioError
@@ -260,7 +260,7 @@ async def _in_flight(units: Iterable[WorkUnit], concurrency: int,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await close_client_session()  # the model agents' HTTP session of this event loop
+        await close_connections()  # the model agents' connections of this event loop
 
 
 def _todo(units: list[WorkUnit], out: str | Path, resume: bool) -> tuple[list[WorkUnit], int, Path | None]:

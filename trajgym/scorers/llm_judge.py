@@ -1,7 +1,7 @@
 """``llm_judge``: a chat model grades the agent's work in a trajectory against a rubric.
 
 The judge talks to any OpenAI-compatible server (vLLM first) through the same client the model
-agents use (:class:`trajgym.agents.openai_agent.OpenAIClient`: aiohttp, one shared session per event
+agents use (:class:`trajgym.agents.openai_agent.OpenAIClient`: keep-alive connections shared per event
 loop, retries with backoff). It sends the agent's instructions and the episode's transcript
 (:mod:`trajgym.scorers.transcript`: messages, tool calls and results, injected faults, policy
 violations, cut to ``max_transcript_chars``) with the rubric, and asks for a verdict
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
-from trajgym.agents.openai_agent import OpenAIClient, close_client_session
+from trajgym.agents.openai_agent import OpenAIClient, close_connections
 from trajgym.errors import InfraError, TrajgymError
 from trajgym.scorers.base import Scorer, ScorerError, ScoreResult, ScoringContext, register
 from trajgym.scorers.transcript import DEFAULT_BUDGET, clip, instructions, transcript
@@ -330,4 +330,4 @@ class LLMJudge(Scorer):
 
     async def aclose(self) -> None:
         """Close the event loop's shared HTTP session."""
-        await close_client_session()
+        await close_connections()
