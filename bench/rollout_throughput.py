@@ -20,7 +20,8 @@ garbage-collector settings as the job
 (:func:`trajgym.rollout.runtime.collector_tuned`). It reports episodes/s, the requests in flight
 achieved (Little's law: requests x mean latency / wall time), the client's CPU time per episode
 (the job's process and its workers, which report theirs) and the memory per live episode
-(tracemalloc peak over one wave of ``level`` live episodes). The fork server that workers are
+(tracemalloc peak over one wave of ``level`` episodes, divided by the most that were live at once:
+under tracemalloc the episodes start slower, and the first may end before the last start). The fork server that workers are
 forked from is started first, as ``trajgym rollout --workers`` does; its imports are not timed, as
 the job's own are not.
 
@@ -164,16 +165,22 @@ async def agent_level(template: Any, base_url: str, level: int, episodes: int, s
     cpu = (time.process_time() - c0 + result.worker_cpu_s) / episodes  # the workers report theirs
     latencies: list[float] = []  # read back after the clock stopped, as a user's scorer would
     ends: dict[str, int] = {}
+    spans: list[tuple[float, int]] = []
     for traj in iter_episodes(out, validate=False):
         for step in traj["steps"]:
             gen = step["generation"]
             if step["role"] == "support" and gen:
                 latencies.append(gen["wall_latency_ms"] / 1000)
         ends[traj["termination"]] = ends.get(traj["termination"], 0) + 1
+        spans += [(traj["wall_started_at"], 1), (traj["wall_started_at"] + traj["wall_duration_s"], -1)]
+    live = most_live = 0
+    for _, change in sorted(spans):
+        live += change
+        most_live = max(most_live, live)
     size = out.stat().st_size
     out.unlink()
     return {"wall": wall, "eps": episodes / wall, "inflight": sum(latencies) / wall, "cpu": cpu,
-            "requests": len(latencies), "bytes": size / episodes, "ends": ends}
+            "requests": len(latencies), "bytes": size / episodes, "ends": ends, "most_live": most_live}
 
 
 async def request_bodies(template: Any, base_url: str) -> list[bytes]:
@@ -239,10 +246,10 @@ async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: 
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
-    await agent_level(template, base_url, level, level, 2 * 10**6, out_dir=out_dir)
+    wave = await agent_level(template, base_url, level, level, 2 * 10**6, out_dir=out_dir)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return (peak - base) / level
+    return (peak - base) / wave["most_live"]  # traced, the episodes start slower: not all may overlap
 
 
 async def main_async(args: argparse.Namespace, base_url: str) -> None:

@@ -19,7 +19,7 @@ from trajgym.agents import AGENTS, OracleAgent, default_agent
 from trajgym.agents.base import AgentContext
 from trajgym.cli.main import main
 from trajgym.errors import InfraError, ScenarioError, TrajgymError
-from trajgym.rollout.jobs import AgentChoice, AgentSpec, load_job, run_job
+from trajgym.rollout.jobs import AgentChoice, AgentSpec, _in_flight, load_job, run_job
 from trajgym.rollout.runner import plan, run, total
 from trajgym.scenario.loader import load
 from trajgym.trajectory import latest_per_unit, read, repair_torn_tail, strip_wall, unit_key
@@ -451,3 +451,37 @@ def test_a_killed_worker_ends_the_job_and_resume_finishes_it(tmp_path: Path) -> 
     assert again.returncode == 0, again.stderr
     keys = [unit_key(t) for t in _lines(out)]  # every line parses
     assert len(keys) == len(set(keys)) == 400
+
+
+def test_a_job_sends_its_first_requests_while_the_rest_of_its_episodes_start() -> None:
+    """Episodes start a few per turn of the event loop, so the first ones get on (their requests
+    go out, their answers are read) before the last one has started."""
+    events: list[tuple[str, int]] = []
+
+    async def play(unit: int) -> int:
+        events.append(("start", unit))
+        await asyncio.sleep(0)  # a request: the loop must come back to it
+        events.append(("answered", unit))
+        return unit
+
+    ended: list[int] = []
+    asyncio.run(_in_flight(list(range(100)), 100, play, ended.append))  # type: ignore[arg-type]
+    assert sorted(ended) == list(range(100))
+    assert events.index(("answered", 0)) < events.index(("start", 99))
+    assert len({u for kind, u in events if kind == "start"}) == 100
+
+
+def test_a_failure_while_episodes_start_stops_the_start_and_is_raised() -> None:
+    started: list[int] = []
+
+    async def play(unit: int) -> int:
+        started.append(unit)
+        await asyncio.sleep(0)
+        if unit == 1:
+            raise RuntimeError("episode 1 broke")
+        await asyncio.sleep(10)
+        return unit
+
+    with pytest.raises(RuntimeError, match="episode 1 broke"):
+        asyncio.run(_in_flight(list(range(1000)), 1000, play, lambda _: None))  # type: ignore[arg-type]
+    assert len(started) < 100  # the others were never started
