@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,6 +19,24 @@ def stable_seed(*parts: object) -> int:
     text = "\x1f".join(repr(p) if not isinstance(p, str) else p for p in parts)
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
+
+
+def seeds_after(first: object, *parts: object) -> Callable[[object], int]:
+    """``stable_seed(first, *parts, last)`` as a function of ``last``, the other parts hashed once
+    (a model agent derives a seed per request from its episode's parts and the turn).
+
+    >>> seeds_after("sampling", 7)(3) == stable_seed("sampling", 7, 3)
+    True
+    """
+    head = "\x1f".join(repr(p) if not isinstance(p, str) else p for p in (first, *parts)) + "\x1f"
+    hasher = hashlib.blake2b(head.encode("utf-8"), digest_size=8)
+
+    def seed(last: object) -> int:
+        h = hasher.copy()
+        h.update((last if isinstance(last, str) else repr(last)).encode("utf-8"))
+        return int.from_bytes(h.digest(), "big") >> (64 - SEED_BITS)
+
+    return seed
 
 
 def rng(*parts: object) -> np.random.Generator:

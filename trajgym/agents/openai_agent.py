@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from trajgym import jsonio
@@ -25,7 +26,7 @@ from trajgym.agents import http_client
 from trajgym.agents.base import AgentContext
 from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
 from trajgym.errors import InfraError, TrajgymError
-from trajgym.seeding import stable_seed
+from trajgym.seeding import seeds_after
 
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty",
                  "frequency_penalty", "top_k", "min_p", "repetition_penalty")
@@ -164,6 +165,8 @@ class OpenAIAgent(ChatAgent):
         self.extra_body = dict(extra_body or {})
         self.request_seeds = request_seeds
         self.seed_key: tuple[object, ...] | None = None  # (episode seed, trial, role), set by reset
+        # (sampling seed, seed_key) and turn -> the request's seed, with that key hashed once
+        self._request_seed: tuple[tuple[object, ...], Callable[[object], int]] | None = None
         self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
                                    timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         self._encoded: list[bytes] = []  # history[i] as JSON: each message is encoded once
@@ -212,7 +215,10 @@ class OpenAIAgent(ChatAgent):
         if not self.request_seeds or self.seed_key is None:
             return self.sampling
         turn = info.get("turn", self.calls)
-        seed = stable_seed("sampling", self.sampling.get("seed"), *self.seed_key, turn)
+        key = (self.sampling.get("seed"), *self.seed_key)
+        if self._request_seed is None or self._request_seed[0] != key:
+            self._request_seed = (key, seeds_after("sampling", *key))  # as stable_seed("sampling", *key, turn)
+        seed = self._request_seed[1](turn)
         return {**self.sampling, "seed": seed}
 
     def encoded_body(self, info: dict[str, Any], sampling: dict[str, Any] | None = None) -> bytes:
