@@ -2,8 +2,8 @@
 
 It talks to the server through :mod:`trajgym.agents.http_client`: keep-alive connections pooled per
 event loop, sized for thousands of requests in flight (the stock AsyncOpenAI client over one httpx
-pool was ~70x slower at 1,000 in flight, and aiohttp used 3x the CPU). It keeps its role's whole message history, sends the role's tools, and asks
-for token ids and logprobs (``return_token_ids`` is a vLLM extension), which it records in
+pool was ~70x slower at 1,000 in flight, and aiohttp used 3x the CPU). It keeps its role's whole
+message history, sends the role's tools, and asks for token ids and logprobs (``return_token_ids`` is a vLLM extension), which it records in
 :attr:`generation` so trainers need not re-tokenize.
 
 Faults of the server (timeouts, 5xx, 408/429, refused connections) are retried with exponential

@@ -329,5 +329,5 @@ class LLMJudge(Scorer):
         return self._served
 
     async def aclose(self) -> None:
-        """Close the event loop's shared HTTP session."""
+        """Close the event loop's model-server connections."""
         await close_connections()
