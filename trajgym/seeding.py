@@ -16,9 +16,16 @@ def stable_seed(*parts: object) -> int:
     >>> stable_seed("scenario", 3) == stable_seed("scenario", 3)
     True
     """
-    text = "\x1f".join(repr(p) if not isinstance(p, str) else p for p in parts)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
+    return _seed(hashlib.blake2b(_text(parts).encode("utf-8"), digest_size=8))
+
+
+def _text(parts: tuple[object, ...]) -> str:
+    """What a seed hashes: the parts, strings as they are and others as their ``repr``, joined by \\x1f."""
+    return "\x1f".join(p if isinstance(p, str) else repr(p) for p in parts)
+
+
+def _seed(hasher: hashlib.blake2b) -> int:
+    return int.from_bytes(hasher.digest(), "big") >> (64 - SEED_BITS)
 
 
 def seeds_after(first: object, *parts: object) -> Callable[[object], int]:
@@ -28,13 +35,12 @@ def seeds_after(first: object, *parts: object) -> Callable[[object], int]:
     >>> seeds_after("sampling", 7)(3) == stable_seed("sampling", 7, 3)
     True
     """
-    head = "\x1f".join(repr(p) if not isinstance(p, str) else p for p in (first, *parts)) + "\x1f"
-    hasher = hashlib.blake2b(head.encode("utf-8"), digest_size=8)
+    hasher = hashlib.blake2b((_text((first, *parts)) + "\x1f").encode("utf-8"), digest_size=8)
 
     def seed(last: object) -> int:
         h = hasher.copy()
-        h.update((last if isinstance(last, str) else repr(last)).encode("utf-8"))
-        return int.from_bytes(h.digest(), "big") >> (64 - SEED_BITS)
+        h.update(_text((last,)).encode("utf-8"))
+        return _seed(h)
 
     return seed
 

@@ -173,6 +173,7 @@ class Pool:
         self.open = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self.closed = False
+
     async def request(self, head: bytes, body: bytes = b"", timeout: float | None = None) -> Response:
         """Send a request whose start is ``head`` (from :func:`request_head`) and ``body``; its
         response. ``timeout`` (seconds) bounds the whole request, a wait for a connection included:
@@ -206,11 +207,8 @@ class Pool:
                        fresh: bool = False) -> _Connection:
         if self.closed:
             raise HTTPError(f"the connection pool of {self.where} is closed")
-        while not fresh and self.idle:
-            conn = self.idle.pop()
-            if conn.open:
-                return conn
-            self.open -= 1
+        if not fresh and (conn := self._idle()) is not None:
+            return conn
         while self.open >= self.limit:
             waiter = loop.create_future()
             self.waiting.append(waiter)
@@ -223,11 +221,8 @@ class Pool:
                 elif not waiter.cancelled():
                     self._wake()  # hand the slot on
                 raise
-            if not fresh and self.idle:
-                conn = self.idle.pop()
-                if conn.open:
-                    return conn
-                self.open -= 1
+            if not fresh and (conn := self._idle()) is not None:
+                return conn
         self.open += 1
         try:
             async with asyncio.timeout_at(deadline):
@@ -240,6 +235,15 @@ class Pool:
                 raise HTTPError(f"cannot connect to {self.where} ({type(exc).__name__}: {exc.strerror or exc})") from exc
             raise
         return conn
+
+    def _idle(self) -> _Connection | None:
+        """The most recently used idle connection still open (those the server closed are dropped)."""
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.open:
+                return conn
+            self.open -= 1
+        return None
 
     def _release(self, conn: _Connection) -> None:
         if conn.open and not self.closed:

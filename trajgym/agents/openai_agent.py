@@ -3,8 +3,8 @@
 It talks to the server through :mod:`trajgym.agents.http_client`: keep-alive connections pooled per
 event loop, sized for thousands of requests in flight (the stock AsyncOpenAI client over one httpx
 pool was ~70x slower at 1,000 in flight, and aiohttp used 3x the CPU). It keeps its role's whole
-message history, sends the role's tools, and asks for token ids and logprobs (``return_token_ids`` is a vLLM extension), which it records in
-:attr:`generation` so trainers need not re-tokenize.
+message history, sends the role's tools, and asks for token ids and logprobs (``return_token_ids``
+is a vLLM extension), which it records in :attr:`generation` so trainers need not re-tokenize.
 
 Faults of the server (timeouts, 5xx, 408/429, refused connections) are retried with exponential
 backoff and end as :class:`InfraError`; other 4xx answers are configuration errors
@@ -53,20 +53,17 @@ class OpenAIClient:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._heads = {("POST", self.url): self._head("POST", path, headers)}
-        self._headers = headers
+        # the request heads, built once: a request adds its body's length and the body
+        self._chat_head = http_client.request_head(self._server, "POST", path, headers)
+        models_path = http_client.split_url(f"{self.base_url}/models")[3]
+        self._models_head = http_client.request_head(self._server, "GET", models_path, headers)
         self.timeout_s = timeout_s
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
 
-    def _head(self, method: str, path: str, headers: dict[str, str]) -> bytes:
-        return http_client.request_head(self._server, method, path, headers)
-
-    async def _request(self, method: str, url: str, body: bytes | None) -> Any:
-        head = self._heads.get((method, url))
-        if head is None:
-            head = self._heads[(method, url)] = self._head(method, http_client.split_url(url)[3], self._headers)
+    async def _request(self, head: bytes, url: str, body: bytes | None) -> Any:
+        """Send ``head`` and ``body`` (a request to ``url``, named in errors); the decoded answer."""
         last = ""
         for attempt in range(self.retries):
             if attempt:
@@ -94,13 +91,13 @@ class OpenAIClient:
 
     async def chat(self, body: bytes) -> dict[str, Any]:
         """One completion; ``body`` is the request's JSON, encoded."""
-        data = await self._request("POST", self.url, body)
+        data = await self._request(self._chat_head, self.url, body)
         if not isinstance(data, dict) or not data.get("choices"):
             raise InfraError(f"model server {self.url} returned no choices: {str(data)[:200]}")
         return data
 
     async def first_model(self) -> str:
-        data = await self._request("GET", f"{self.base_url}/models", None)
+        data = await self._request(self._models_head, f"{self.base_url}/models", None)
         try:
             return str(data["data"][0]["id"])
         except (KeyError, IndexError, TypeError):
