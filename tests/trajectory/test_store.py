@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,32 @@ def test_each_line_is_in_the_file_when_write_returns_and_on_disk_when_close_retu
             assert [e["seed"] for e in iter_episodes(out)] == [t["seed"] for t in trajs[:n]]
     assert [json.loads(line) for line in out.read_text().splitlines()] == json.loads(json.dumps(trajs))
     assert not [t for t in threading.enumerate() if t.name.startswith("trajgym-fsync")]  # joined
+
+
+def test_lines_are_fsynced_every_interval_while_they_come_and_at_close(tmp_path: Path, monkeypatch) -> None:
+    synced: list[tuple[float, int]] = []  # (when, file size then)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((time.monotonic(), os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out, traj = tmp_path / "t.jsonl", _traj(0)
+    with TrajectoryWriter(out, fsync_interval_s=0.05) as w:
+        time.sleep(0.15)
+        assert synced == []  # nothing written, nothing to sync
+        started, lines = time.monotonic(), 0
+        while time.monotonic() - started < 0.4:
+            w.write(traj)
+            lines += 1
+            time.sleep(0.002)
+        last_write, during = time.monotonic(), len(synced)
+    assert lines > 50 and 2 <= during <= lines // 5  # every interval, not every line
+    gaps = [b[0] - a[0] for a, b in zip(synced, synced[1:-1])]
+    assert min(gaps) >= 0.045  # none sooner than the interval after the one before
+    when, size = synced[-1]
+    assert when >= last_write and size == out.stat().st_size  # close synced every line
 
 
 def test_a_failing_fsync_is_reported() -> None:

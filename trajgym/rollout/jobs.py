@@ -4,9 +4,9 @@ A job is a list of :class:`~trajgym.rollout.runner.WorkUnit` (scenario, seed, tr
 key ``(scenario_id, seed, trial)`` is recorded in its trajectory. :func:`run_job` keeps
 ``concurrency`` episodes in flight on one asyncio event loop (agents' ``aact`` awaits a model
 server, so its continuous batching stays full) and appends each episode the moment it ends, from the
-loop itself: one writer, one line per episode, flushed and fsynced. A crash loses at most the
-episodes in flight, and ``resume=True`` plays only the units the file does not hold yet (or holds
-only as ``infra_error``), so a job can be killed and resumed any number of times.
+loop itself: one writer, one line per episode, flushed (and fsynced within 0.1 s). A crash loses at
+most the episodes in flight, and ``resume=True`` plays only the units the file does not hold yet
+(or holds only as ``infra_error``), so a job can be killed and resumed any number of times.
 
 A job can also be declared in a YAML file (:func:`load_job`), see ``trajgym rollout --job``.
 """
