@@ -167,6 +167,17 @@ def test_model_name_from_the_server(server: FakeOpenAI) -> None:
     assert "tools" not in server.requests[0]
 
 
+def test_agents_with_the_same_server_settings_share_one_client(server: FakeOpenAI) -> None:
+    # a job builds an agent per episode: the client (its request heads) is built once
+    a, b = (OpenAIAgent(base_url=server.base_url, model="m", timeout_s=5, sampling={"seed": s}) for s in (1, 2))
+    assert a.client is b.client
+    assert OpenAIAgent(base_url=server.base_url, model="m", timeout_s=6).client is not a.client
+    assert OpenAIAgent(base_url=server.base_url, model="m", timeout_s=5, api_key="k").client is not a.client
+    assert b.client.timeout_s == 5 and b.act([{"role": "user", "content": "hi"}], {"tools": []})
+    with pytest.raises(TrajgymError, match="model server base_url"):
+        OpenAIAgent(base_url="ftp://example.com/v1")
+
+
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(TrajgymError, match="tool_choice"):
         OpenAIAgent(tool_choice="always")

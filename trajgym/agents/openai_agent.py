@@ -15,6 +15,7 @@ action carries what it said and the env records a malformed action.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -105,6 +106,14 @@ class OpenAIClient:
                                "pass model=...") from None
 
 
+@functools.lru_cache(maxsize=64)
+def shared_client(base_url: str, api_key: str | None, timeout_s: float, retries: int,
+                  backoff_s: float) -> OpenAIClient:
+    """The one :class:`OpenAIClient` of these settings in this process: a job builds an agent per
+    episode, and a client is immutable (its connections are the pools')."""
+    return OpenAIClient(base_url, api_key, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+
+
 def _server_message(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     try:
@@ -164,8 +173,8 @@ class OpenAIAgent(ChatAgent):
         self.seed_key: tuple[object, ...] | None = None  # (episode seed, trial, role), set by reset
         # (sampling seed, seed_key) and turn -> the request's seed, with that key hashed once
         self._request_seed: tuple[tuple[object, ...], Callable[[object], int]] | None = None
-        self.client = OpenAIClient(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
-                                   timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        self.client = shared_client(self.base_url, api_key or os.environ.get("OPENAI_API_KEY"),
+                                    timeout_s, retries, backoff_s)
         self._encoded: list[bytes] = []  # history[i] as JSON: each message is encoded once
         self._tools_json: tuple[list[dict[str, Any]], bytes] | None = None  # the last tools offered, encoded
 
