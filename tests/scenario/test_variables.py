@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from trajgym.scenario import variables as tv
 from trajgym.scenario.loader import load
 from trajgym.scenario.schema import VariableSpec
-from trajgym.seeding import rng, stable_seed
+from trajgym.seeding import Draws, rng, stable_seed
 
 
 def test_fill_keeps_types_and_formats_in_text() -> None:
@@ -44,6 +44,17 @@ def test_every_kind_draws_in_range() -> None:
         assert v["d"] in ("2026-03-09", "2026-03-08") and v["p"] in tv.POOLS["city"]
         assert v["s"][:3] == "AB-" and v["s"][3:5].isdigit() and v["s"][5].isupper()
         assert v["v"] == {"x": 1} and v["today"] == "2026-03-10"
+
+
+def test_variables_are_drawn_as_numpys_generator_draws_them() -> None:
+    # episodes draw from trajgym.seeding.Draws (faster); a seed keeps the variation it had with numpy's
+    today = dt.date(2026, 3, 10)
+    specs = {"i": VariableSpec.model_validate({"int": [-5, 10**12]}), "c": VariableSpec(choice=[1, 2, 3]),
+             "f": VariableSpec.model_validate({"float": [19.0, 180.0]}), "one": VariableSpec(choice=["x"]),
+             "d": VariableSpec(date_ahead=(0, 400)), "s": VariableSpec(pattern="??-####"),
+             "p": VariableSpec(pool="first_name")}
+    for seed in range(200):
+        assert tv.draw(specs, today, Draws(seed, "variables")) == tv.draw(specs, today, rng(seed, "variables"))
 
 
 def test_one_file_many_episodes_and_a_seed_is_a_variation() -> None:

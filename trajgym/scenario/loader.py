@@ -33,7 +33,7 @@ from trajgym.scenario.schema import (
     ToolFault,
 )
 from trajgym.scenario.yamlfile import EMPTY, LocatedData, load_located
-from trajgym.seeding import rng
+from trajgym.seeding import Draws
 from trajgym.world.base import Domain
 from trajgym.world.conditions import evaluate
 from trajgym.world.control import ControlTools
@@ -94,7 +94,7 @@ class ScenarioTemplate:
 
     def instantiate(self, seed: int) -> ScenarioInstance:
         """Draw the variables from ``seed`` and build the initial world."""
-        values = tvars.draw(self.spec.variables, self.spec.today, rng(seed, "variables"))
+        values = tvars.draw(self.spec.variables, self.spec.today, Draws(seed, "variables"))
         if self._fill is None:
             self._fill = tvars.compile_fill({k: v for k, v in self.located.data.items() if k != "variables"})
         raw = self._fill(values)
@@ -290,7 +290,7 @@ def _template_problems(raw: dict[str, Any], spec: Scenario, located: LocatedData
     seen: set[tuple[tuple[int, int], str]] = set()
     for seed in CHECK_SEEDS:
         try:
-            values = tvars.draw(spec.variables, spec.today, rng(seed, "variables"))
+            values = tvars.draw(spec.variables, spec.today, Draws(seed, "variables"))
         except tvars.DrawError as exc:
             return [located.problem(("variables", exc.name), str(exc))]
         for path, in_key in refs:

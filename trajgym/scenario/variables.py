@@ -12,9 +12,8 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
 import orjson
 
 from trajgym.scenario.schema import Scenario, VariableSpec
@@ -39,7 +38,20 @@ POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
-def draw(specs: dict[str, VariableSpec], today: dt.date, rng: np.random.Generator) -> dict[str, Any]:
+class Rng(Protocol):
+    """What :func:`draw` draws from: a numpy Generator, or :class:`trajgym.seeding.Draws` (the same
+    values, faster)."""
+
+    def integers(self, low: int, high: int | None = None) -> Any: ...
+
+    def uniform(self, low: float, high: float) -> Any: ...
+
+
+_DIGITS = "0123456789"
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def draw(specs: dict[str, VariableSpec], today: dt.date, rng: Rng) -> dict[str, Any]:
     """Draw every variable, in declaration order, from ``rng``."""
     values: dict[str, Any] = {"today": today.isoformat()}
     for name, spec in specs.items():
@@ -50,7 +62,7 @@ def draw(specs: dict[str, VariableSpec], today: dt.date, rng: np.random.Generato
     return values
 
 
-def _draw_one(spec: VariableSpec, today: dt.date, rng: np.random.Generator) -> Any:
+def _draw_one(spec: VariableSpec, today: dt.date, rng: Rng) -> Any:
     if spec.choice is not None:
         return spec.choice[int(rng.integers(len(spec.choice)))]
     if spec.int_range is not None:
@@ -70,9 +82,9 @@ def _draw_one(spec: VariableSpec, today: dt.date, rng: np.random.Generator) -> A
         out = []
         for ch in spec.pattern:
             if ch == "#":
-                out.append(str(int(rng.integers(10))))
+                out.append(_DIGITS[rng.integers(10)])
             elif ch == "?":
-                out.append(chr(ord("A") + int(rng.integers(26))))
+                out.append(_LETTERS[rng.integers(26)])
             else:
                 out.append(ch)
         return "".join(out)
