@@ -82,12 +82,13 @@ def test_a_variable_per_episode_changes_the_world() -> None:
     assert prices == {10.0, 20.0}
 
 
-values_st = st.fixed_dictionaries({"n": st.integers(-5, 5), "s": st.text(max_size=4),
-                                   "m": st.fixed_dictionaries({"f": st.floats(allow_nan=False)})})
+values_st = st.fixed_dictionaries({"n": st.integers(-5, 5), "s": st.text(max_size=4) | st.just("a\ud800"),
+                                   "m": st.fixed_dictionaries({"f": st.floats(allow_nan=False)}),
+                                   "d": st.dates() | st.tuples(st.integers()) | st.just([1, {"k": None}])})
 templates_st = st.sampled_from(["${n}", "${s}", "x ${n:03d} y ${s}", "${m.f}", "${m}", "${nope}", "${n:q}",
-                                "${m.g}", "plain", "$ {n}"])
+                                "${m.g}", "plain", "$ {n}", "${d}", "on ${d}"])
 leaves_st = st.one_of(templates_st, st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=3),
-                      st.dates(), st.just(2**70))
+                      st.dates(), st.just(2**70), st.just("\ue0000\ue001"), st.tuples(st.integers()))
 nested_st = st.recursive(leaves_st, lambda inner: st.one_of(
     st.lists(inner, max_size=3),
     st.dictionaries(st.one_of(templates_st, st.text(max_size=3), st.integers(0, 3)), inner, max_size=3)),
@@ -110,6 +111,37 @@ def test_compiled_fill_is_fill(obj: Any, values: dict[str, Any]) -> None:
     assert repr(got) == repr(expected)  # repr: types and NaN too
     if got[0] == "ok" and isinstance(obj, dict | list):
         assert got[1] is not compiled(values)  # every call builds a new structure
+
+
+@pytest.mark.parametrize("obj", [
+    ["${d}", 1],  # a tuple value: JSON would give a list
+    {"a": dt.date(2026, 1, 2), "${k}": 1},  # a filled-in key that lands on a kept value's key
+    {"${k}": 1, "a": dt.date(2026, 1, 2)},
+    {"x": ["\ue0000\ue001", "${n}"]},  # the text of a slot mark itself
+    {"x": 'q"\ue0000\ue001', "y": "${n}"},  # ... after an escaped quote
+    [dt.date(2026, 1, 2), {"p": 2**70, "q": ["${n}", "${s}"]}],  # kept values beside slots
+    {"t": "${s} and ${n}", "u": "${s}"},  # a lone surrogate
+])
+def test_json_fill_gives_back_what_the_walk_gives(obj: Any) -> None:
+    values = {"d": (1,), "k": "a", "n": 3, "s": "x\ud800"}
+    assert repr(tv.compile_fill(obj)(values)) == repr(tv.fill(obj, values))
+    values["s"] = "fine"
+    assert repr(tv.compile_fill(obj)(values)) == repr(tv.fill(obj, values))
+
+
+def test_every_shipped_scenario_is_filled_in_as_json() -> None:
+    # the fast path (one JSON text with slots, then one decode) covers whole scenarios, YAML dates
+    # included, and gives what the walk gives
+    from trajgym.scenario import builtin_scenarios
+
+    for path in builtin_scenarios().values():
+        template = load(path)
+        data = {k: v for k, v in template.located.data.items() if k != "variables"}
+        spliced = tv._compile_splice(data)
+        assert spliced is not None, path
+        for seed in range(3):
+            values = tv.draw(template.spec.variables, template.spec.today, Draws(seed, "variables"))
+            assert repr(spliced(values)) == repr(tv.fill(data, values))
 
 
 def test_compiled_fill_shares_no_container_between_instances() -> None:

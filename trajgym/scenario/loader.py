@@ -97,9 +97,9 @@ class ScenarioTemplate:
         values = tvars.draw(self.spec.variables, self.spec.today, Draws(seed, "variables"))
         if self._fill is None:
             self._fill = tvars.compile_fill({k: v for k, v in self.located.data.items() if k != "variables"})
-        raw = self._fill(values)
-        raw["variables"] = self.spec.variables  # validated once: their models are taken as they are
-        spec = Scenario.model_validate(raw)
+        spec = Scenario.model_validate(self._fill(values))
+        spec.variables = self.spec.variables  # validated once (given to model_validate, their
+        # validators would run again: pydantic runs a model's "after" validators on its instances)
         world = dict(spec.world)
         world.setdefault("today", spec.today)
         state = self.domain.state_model.model_validate(world)
