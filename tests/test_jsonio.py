@@ -8,6 +8,8 @@ import re
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trajgym import jsonio
 
@@ -81,3 +83,27 @@ def test_a_63_bit_seed_is_decoded_by_orjson() -> None:
     assert not jsonio._long_digits(b'{"seed": 9223372036854775807, "n": -922337203685477580}')
     assert jsonio._long_digits(b'{"n": 18446744073709551616}') and jsonio._long_digits(b"[-9223372036854775809]")
     assert jsonio._long_digits('{"n": -9223372036854775809}') and not jsonio._long_digits('[9999999999999999999]')
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=4) | st.integers() | st.booleans() | st.none() | st.floats(), inner,
+                      max_size=3),
+    max_leaves=15)
+
+
+@given(json_values)
+@settings(max_examples=300, deadline=None)
+def test_text_is_json_dumps(obj: object) -> None:
+    assert jsonio.text(obj) == json.dumps(obj)
+
+
+def test_text_fails_as_json_dumps_fails() -> None:
+    loop: list[object] = []
+    loop.append({"x": loop})
+    for obj in (loop, {"x": object()}, {(1, 2): 3}, [b"bytes"]):
+        with pytest.raises((ValueError, TypeError)) as theirs:
+            json.dumps(obj)
+        with pytest.raises(type(theirs.value), match=re.escape(str(theirs.value))):
+            jsonio.text(obj)

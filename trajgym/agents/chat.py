@@ -12,9 +12,10 @@ import abc
 import json
 from typing import Any
 
+from trajgym import jsonio
 from trajgym.agents.base import Agent, AgentContext
 from trajgym.agents.toolcalls import has_text_tool_calls, parse_text_tool_calls
-from trajgym.envs.actions import ActionError, parse_action
+from trajgym.envs.actions import ActionError, parse_message
 from trajgym.errors import TrajgymError
 
 TOOL_CHOICES = (None, "auto", "required", "none")
@@ -126,7 +127,7 @@ class ChatAgent(Agent):
         action_msg: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             action_msg["tool_calls"] = [_clean_call(c, f"call_{self.calls}_{k}") for k, c in enumerate(calls)]
-        action = json.dumps(action_msg)
+        action = jsonio.text(action_msg)
         self._remember(action, action_msg, content)
         return action, fmt
 
@@ -137,7 +138,7 @@ class ChatAgent(Agent):
             self.history.append(action_msg)  # plain text: always a valid action
             return
         try:
-            parse_action(action, 0)
+            parse_message(action_msg, 0)  # what parse_action(action) checks, without decoding it again
         except ActionError:
             self.history.append({"role": "assistant", "content": raw if raw is not None else action})
             return

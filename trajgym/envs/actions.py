@@ -44,6 +44,11 @@ def parse_action(text: str, turn: int) -> ParsedAction:
         msg = jsonio.loads(stripped)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ActionError(f"the action is not valid JSON: {exc}") from None
+    return parse_message(msg, turn)
+
+
+def parse_message(msg: Any, turn: int) -> ParsedAction:
+    """:func:`parse_action` of an action already decoded (``msg``: the message, not its text)."""
     if not isinstance(msg, dict):
         raise ActionError("the action must be a JSON object")
     if msg.get("role", "assistant") != "assistant":
@@ -82,7 +87,7 @@ def _parse_call(raw: Any, turn: int, k: int) -> ToolCall:
 
 def say(content: str) -> str:
     """The action text of a plain message."""
-    return json.dumps({"role": "assistant", "content": content})
+    return jsonio.text({"role": "assistant", "content": content})
 
 
 def call(tool: str, arguments: dict[str, Any] | None = None, /, **kwargs: Any) -> str:
@@ -93,7 +98,7 @@ def call(tool: str, arguments: dict[str, Any] | None = None, /, **kwargs: Any) -
 def calls(items: list[tuple[str, dict[str, Any]]], content: str | None = None) -> str:
     """The action text of several tool calls (and optional content). The env gives them ids."""
     tool_calls = [
-        {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        {"type": "function", "function": {"name": name, "arguments": jsonio.text(args)}}
         for name, args in items
     ]
-    return json.dumps({"role": "assistant", "content": content, "tool_calls": tool_calls})
+    return jsonio.text({"role": "assistant", "content": content, "tool_calls": tool_calls})

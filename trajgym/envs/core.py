@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from trajgym import jsonio
 from trajgym.envs.actions import ActionError, ParsedAction, ToolCall, parse_action
 from trajgym.faults.layer import FaultLayer, FaultRecord
 from trajgym.scenario.loader import ScenarioInstance, ScenarioTemplate
@@ -215,7 +216,7 @@ class Episode:
             step["tool_calls"].append(record)
             view = self.views[role]
             view.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                                  "content": json.dumps(result.content)})
+                                  "content": jsonio.text(result.content)})
             view.events.append({"type": "tool_result", **record})
         if ending is not None:
             self.done, self.termination = True, ending
