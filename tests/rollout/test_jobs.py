@@ -378,7 +378,8 @@ class _ReportsItsProcess(OracleAgent):
     of $TRAJGYM_TEST_MARK there."""
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "pid": os.getpid(), "mark": os.environ.get("TRAJGYM_TEST_MARK")}
+        return {**super().config(), "pid": os.getpid(), "mark": os.environ.get("TRAJGYM_TEST_MARK"),
+                "workflow_imported": "trajgym.world.workflow" in sys.modules}
 
     async def aact(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
         import multiprocessing
@@ -394,6 +395,7 @@ class _ReportingFactory:
 
 
 def test_workers_run_in_the_job_s_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trajgym.rollout.workers import context as workers_context
     from trajgym.rollout.workers import start_server
 
     start_server()  # the fork server's environment is the one it started in
@@ -403,6 +405,8 @@ def test_workers_run_in_the_job_s_environment(tmp_path: Path, monkeypatch: pytes
     configs = [a["config"] for t in _lines(out) for a in t["agents"] if a["role"] == "support"]
     assert len({c["pid"] for c in configs}) == 2  # both processes played
     assert {c["mark"] for c in configs} == {"set after the server started"}
+    if workers_context().get_start_method() == "forkserver":  # the server imported every domain
+        assert all(c["workflow_imported"] for c in configs if c["pid"] != os.getpid())
 
 
 def _children(pid: int) -> list[int]:

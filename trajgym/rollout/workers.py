@@ -59,9 +59,10 @@ PIPE_BYTES = 1 << 20
 """The pipe from a worker, enlarged where Linux allows, so a worker seldom waits to send."""
 CPU = struct.Struct(">d")
 """A DONE message's payload: the worker's CPU seconds."""
-PRELOAD = ("__main__", "trajgym.rollout.jobs", "trajgym.agents.openai_agent")
+PRELOAD = ("__main__", "trajgym.rollout.jobs", "trajgym.agents.openai_agent", "trajgym.rollout._forkserver")
 """What the fork server imports before it forks workers (``__main__``: the script or command that
-runs the job, which the workers would import otherwise)."""
+runs the job, which the workers would import otherwise; last, :mod:`trajgym.rollout._forkserver`:
+the built-in domains, then its heap collected and frozen)."""
 
 
 def context() -> Any:
