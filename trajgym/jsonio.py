@@ -43,9 +43,10 @@ def dumps_line(obj: Any) -> bytes:
         return _fallback(obj) + b"\n"
 
 
-_TEXT_ENCODER = (json.encoder.c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
-                                             None, ": ", ", ", False, False, True)
-                 if json.encoder.c_make_encoder is not None else None)
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # CPython's C encoder (json.dumps uses it)
+_TEXT_ENCODER = (_C_MAKE_ENCODER(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None,
+                                 ": ", ", ", False, False, True)
+                 if _C_MAKE_ENCODER is not None else None)
 
 
 def text(obj: Any) -> str:
