@@ -106,6 +106,8 @@ def test_lines_are_fsynced_every_interval_while_they_come_and_at_close(tmp_path:
     assert min(gaps) >= 0.045  # none sooner than the interval after the one before
     when, size = synced[-1]
     assert when >= last_write and size == out.stat().st_size  # close synced every line
+    with pytest.raises(ValueError, match="fsync_interval_s"):
+        TrajectoryWriter(tmp_path / "u.jsonl", fsync_interval_s=0)
 
 
 def test_a_failing_fsync_is_reported() -> None:

@@ -11,11 +11,13 @@ job's process: it gets the server ready to fork workers that start playing at on
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 from trajgym.world.registry import DOMAINS, get_domain
 
 for _name in DOMAINS:
-    get_domain(_name)
+    with contextlib.suppress(Exception):  # a worker that needs it imports it, and meets the error there
+        get_domain(_name)
 gc.collect()
 gc.freeze()

@@ -50,7 +50,8 @@ def provenance(command: str | None = None) -> dict[str, Any]:
 
 
 FSYNC_INTERVAL_S = 0.1
-"""How often a writer's thread fsyncs its file while lines are being written (see :class:`TrajectoryWriter`)."""
+"""How often a writer's thread fsyncs its file while lines are being written (seconds; see
+:class:`TrajectoryWriter`)."""
 
 
 class TrajectoryWriter:
@@ -66,7 +67,10 @@ class TrajectoryWriter:
     per line (about 250 a second there) cost the job 3% of its episodes/s, against 10 a second.
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = True, fsync_interval_s: float = FSYNC_INTERVAL_S) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = True,
+                 fsync_interval_s: float = FSYNC_INTERVAL_S) -> None:
+        if not fsync_interval_s > 0:
+            raise ValueError(f"fsync_interval_s must be above 0, got {fsync_interval_s}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[bytes] = self.path.open("ab")
@@ -117,7 +121,7 @@ class _Syncer:
     def __init__(self, fd: int, path: Path, interval: float) -> None:
         self._fd = fd
         self._path = path
-        self._interval = max(0.0, interval)
+        self._interval = interval
         self._cond = threading.Condition()
         self._written = 0  # counted by the writer's thread only; read by this one
         self._closing = False
