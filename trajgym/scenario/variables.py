@@ -184,16 +184,18 @@ def compile_fill(obj: Any) -> Filler:
     if isinstance(obj, dict | list) and _plain(obj):
         encoded = orjson.dumps(obj)
         return lambda values: orjson.loads(encoded)
-    walked = _compile_walk(obj)
     spliced = _compile_splice(obj) if isinstance(obj, dict | list) else None
     if spliced is None:
-        return walked
+        return _compile_walk(obj)
+    walked: list[Filler] = []  # compiled at the first value JSON does not hold (most fills never)
 
     def filled(values: dict[str, Any]) -> Any:
         try:
             return spliced(values)
         except _NotExactError:
-            return walked(values)
+            if not walked:
+                walked.append(_compile_walk(obj))
+            return walked[0](values)
 
     return filled
 
@@ -221,7 +223,7 @@ class _NotExactError(Exception):
 
 _SLOT_OPEN, _SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters around a slot's number
 _SLOT = re.compile(b'"' + _SLOT_OPEN.encode() + rb"(\d+)" + _SLOT_CLOSE.encode() + b'"')
-_KEPT = (dt.date, dt.datetime, dt.time, int, float, str, bytes)
+_KEPT = (dt.date, dt.datetime, dt.time, int, float, bytes)
 """Immutable values without references that JSON does not hold exactly (a YAML date, an integer
 beyond 64 bits, NaN): a spliced fill puts the value itself back in after decoding."""
 
@@ -255,11 +257,12 @@ def _compile_splice(obj: Any) -> Filler | None:
     slots: list[Callable[[dict[str, Any]], bytes]] = []  # one per distinct text and use
     numbers: dict[tuple[bool, str], int] = {}
     kept: list[tuple[tuple[str | int, ...], Any]] = []
-    marks = []
+    marks = 0
 
     def slot(text: str, key: bool) -> str:
         """The mark of the slot of ``text`` (as a key: always formatted in as text)."""
-        marks.append(text)
+        nonlocal marks
+        marks += 1
         if (key, text) not in numbers:
             whole = None if key else REF.fullmatch(text)
             if whole and whole.group(3) is None:
@@ -297,7 +300,7 @@ def _compile_splice(obj: Any) -> Filler | None:
         return None
     pieces = _SLOT.split(encoded)
     order = [int(n) for n in pieces[1::2]]
-    if len(order) != len(marks):
+    if len(order) != marks:
         return None  # obj itself holds the text of a slot mark (a whole string, or one after a quote)
     fixed = pieces[0::2]
     steps = list(zip(order, fixed[1:], strict=True))
