@@ -35,6 +35,7 @@ test-quick: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check trajgym tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/env_step.py
@@ -78,15 +79,15 @@ vllm-setup: $(VLLM_STAMP)
 # with vLLM and let SmolLM2 play support and the customer in every built-in scenario (one episode each, at most
 # 12 turns, all in flight at once), then print the summary table and the persona mix (minutes on 2 cores with
 # AVX-512; vLLM's CPU build is several times slower on an AVX2-only CPU). DEMO_ARGS narrows it (scenarios,
-# --max-turns, --episodes: `python -m trajgym.serving.demo --help`).
+# --max-turns, --episodes: `python -m trajgym.cli.demo --help`).
 DEMO_ARGS ?=
 demo: $(HF_STAMP) $(VLLM_STAMP)
 	@mkdir -p runs
 	@rm -f runs/demo.jsonl
-	$(BIN)/python -m trajgym.serving.demo runs/demo.jsonl $(DEMO_ARGS)
+	$(BIN)/python -m trajgym.cli.demo runs/demo.jsonl $(DEMO_ARGS)
 	$(BIN)/trajgym score runs/demo.jsonl --out runs/demo-scored.jsonl --no-progress
 	$(BIN)/trajgym report runs/demo-scored.jsonl --out runs/demo-report.html
 	@echo "see an episode: $(BIN)/trajgym show runs/demo.jsonl; the report: runs/demo-report.html"
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-artifacts

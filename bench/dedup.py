@@ -29,9 +29,10 @@ from trajgym.filters import Embedder, diversity, exact_duplicates, near_duplicat
 from trajgym.filters.dedup import DEFAULT_NEAR, Scope
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario import builtin_scenarios, load
-from trajgym.scorers.records import ScoredTrajectory, group_key
+from trajgym.scenario import builtin_scenarios
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory, group_key
+from trajgym.world.loader import load
 
 DOMAINS = ("customer_support", "workflow")
 T = TypeVar("T")

@@ -22,7 +22,8 @@ import trajgym  # noqa: F401  (registers the envs)
 from trajgym.agents import OracleAgent
 from trajgym.agents.base import AgentContext
 from trajgym.rollout.runner import plan, run
-from trajgym.scenario import builtin_scenarios, load
+from trajgym.scenario import builtin_scenarios
+from trajgym.world.loader import load
 
 
 def bench_runner(agent: str, episodes: int, fsync: bool, domain: str = "customer_support") -> tuple[int, int, float]:

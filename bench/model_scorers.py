@@ -26,12 +26,13 @@ from typing import Any
 from trajgym.agents.openai_agent import close_connections
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario import builtin_scenarios, load
+from trajgym.scenario import builtin_scenarios
 from trajgym.scorers.base import ScoringContext
 from trajgym.scorers.llm_judge import LLMJudge
 from trajgym.scorers.reward_model import RewardModel
 from trajgym.serving import VLLMServer, convert_bundled_model
 from trajgym.trajectory.schema import Trajectory
+from trajgym.world.loader import load
 
 
 def trajectories(n: int) -> list[Trajectory]:

@@ -143,7 +143,7 @@ def serve(latency: float) -> None:
 
 
 def _support(base_url: str) -> Any:
-    from trajgym.rollout.jobs import AgentSpec
+    from trajgym.rollout.agentspec import AgentSpec
 
     return AgentSpec.support("openai", base_url=base_url, model="bench", retries=3, timeout_s=60,
                              sampling={"temperature": 1.0, "max_tokens": 256})
@@ -255,7 +255,8 @@ async def memory_per_episode(template: Any, base_url: str, level: int, out_dir: 
 async def main_async(args: argparse.Namespace, base_url: str) -> None:
     from trajgym.agents.openai_agent import close_connections
     from trajgym.rollout.workers import start_server
-    from trajgym.scenario import builtin_scenarios, load
+    from trajgym.scenario import builtin_scenarios
+    from trajgym.world.loader import load
 
     start_server()  # as `trajgym rollout --workers` does when it starts (not timed: neither are the job's imports)
     template = load(builtin_scenarios()["refund_damaged_item"])

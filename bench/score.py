@@ -24,11 +24,14 @@ import time
 from pathlib import Path
 
 from trajgym.cli.score import usable_cpus
-from trajgym.rollout.jobs import AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
-from trajgym.scenario import builtin_scenarios, load
+from trajgym.scenario import builtin_scenarios
 from trajgym.scorers.config import ScoringConfig, build_scorers, load_scoring_config
-from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
+from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.trajectory.scored import iter_scored
+from trajgym.world.loader import load
 
 
 def make_trajectories(folder: Path, episodes: int) -> list[Path]:

@@ -105,7 +105,8 @@ def cap_turns(template: Any, max_turns: int) -> Any:
 
 def rollout(templates: list[Any], base_url: str, model: str, *, concurrency: int, episodes: int,
             seed: int, out_dir: Path) -> dict[str, Any]:
-    from trajgym.rollout.jobs import AgentSpec, run_job
+    from trajgym.rollout.agentspec import AgentSpec
+    from trajgym.rollout.jobs import run_job
     from trajgym.rollout.runner import plan
 
     per_scenario = max(1, math.ceil(episodes / len(templates)))
@@ -193,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped on kill too
 
-    from trajgym.scenario import builtin_scenarios, load
+    from trajgym.scenario import builtin_scenarios
     from trajgym.serving.convert import convert_bundled_model
     from trajgym.serving.server import VLLMServer, find_vllm_python
+    from trajgym.world.loader import load
 
     levels = [int(x) for x in ns.concurrency.split(",") if x.strip()]
     known = builtin_scenarios("customer_support")

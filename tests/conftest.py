@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import BUILTIN
 
-from trajgym.scenario.loader import ScenarioTemplate, load
 from trajgym.serving.errors import ServingError
+from trajgym.world.loader import ScenarioTemplate, load
 
 
 @pytest.fixture(scope="session")

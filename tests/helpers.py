@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from trajgym.scenario.catalog import builtin_scenarios
-from trajgym.scenario.loader import ScenarioTemplate, parse
+from trajgym.world.loader import ScenarioTemplate, parse
 
 BUILTIN = builtin_scenarios()
 BUILTIN_IDS = sorted(BUILTIN)

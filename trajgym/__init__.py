@@ -9,8 +9,9 @@ from trajgym.envs.actions import call, say
 from trajgym.envs.core import Episode
 from trajgym.envs.registration import register_envs
 from trajgym.errors import ScenarioError, TrajgymError
-from trajgym.scenario import ScenarioTemplate, builtin_scenarios, load
+from trajgym.scenario import builtin_scenarios
 from trajgym.trajectory import Trajectory, TrajectoryWriter, iter_episodes, read
+from trajgym.world.loader import ScenarioTemplate, load
 
 register_envs()
 

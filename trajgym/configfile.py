@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from trajgym.errors import Problem, ScenarioError, TrajgymError
+from trajgym.errors import ConfigFileError, Problem, ScenarioError, TrajgymError
 from trajgym.scenario import diagnostics as diag
 from trajgym.scenario.yamlfile import EMPTY, LocatedData, load_located
 
@@ -16,11 +16,11 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path, model: type[M], *, what: str, example: str,
-                error: type[ScenarioError] = ScenarioError) -> tuple[M, LocatedData]:
+                error: type[ConfigFileError] = ConfigFileError) -> tuple[M, LocatedData]:
     """Read the YAML file ``path`` and validate it with ``model``.
 
     ``what`` names the file in messages ("job file"), ``example`` shows the keys a valid one starts
-    with ("scenarios: ..., output: ..."). Raises ``error`` (a :class:`ScenarioError`) with located
+    with ("scenarios: ..., output: ..."). Raises ``error`` (a :class:`ConfigFileError`) with located
     problems, or :class:`TrajgymError` when the file cannot be read.
     """
     p = Path(path)
@@ -32,7 +32,7 @@ def load_config(path: str | Path, model: type[M], *, what: str, example: str,
     empty = f"the {what} is empty; write a YAML mapping ({example})"
     try:
         located = load_located(text, filename)
-    except ScenarioError as exc:
+    except ScenarioError as exc:  # what load_located raises, config file or not
         raise error([Problem(q.file, q.line, q.col, empty if q.message == EMPTY else q.message)
                      for q in exc.problems]) from None
     if not isinstance(located.data, dict):

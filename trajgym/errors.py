@@ -27,12 +27,24 @@ class Problem:
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
-class ScenarioError(TrajgymError):
-    """A scenario file is broken. Carries every problem found, each located in the file."""
+class LocatedError(TrajgymError):
+    """An input file with located problems: carries every problem found, each located in its file.
+
+    The message is one ``file:line:col: message`` line per problem, in file order.
+    """
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ScenarioError(LocatedError):
+    """A scenario file is broken. Carries every problem found, each located in the file."""
+
+
+class ConfigFileError(LocatedError):
+    """A config file (a job, a scorer config, a filter chain) is broken. Carries every problem found,
+    each located in the file."""
 
 
 class UnknownScenarioError(TrajgymError):
@@ -66,7 +78,8 @@ class TrajectoryFileError(TrajgymError):
     def __init__(self, path: str | Path, line: int, message: str) -> None:
         self.path = str(path)
         self.line = line
-        super().__init__(f"{path}:{line}: {message}")
+        self.message = message
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 class ReportError(TrajgymError):

@@ -22,15 +22,16 @@ import yaml
 from helpers import example_data
 
 from trajgym.agents import AGENTS, HFAgent, ScriptedCustomer
-from trajgym.agents.hf_agent import DEFAULT_SAMPLING, TOOL_CALL_PREFILL, load_model
+from trajgym.agents.chat import TOOL_CALL_PREFILL
+from trajgym.agents.hf_agent import DEFAULT_SAMPLING, load_model
 from trajgym.cli.main import main
 from trajgym.cli.rollout import job_from_args
 from trajgym.envs.core import Episode
 from trajgym.errors import TrajgymError
 from trajgym.rollout.episode import aplay, to_trajectory
-from trajgym.scenario.loader import ScenarioTemplate, load
 from trajgym.trajectory import iter_episodes
 from trajgym.trajectory.store import strip_wall
+from trajgym.world.loader import ScenarioTemplate, load
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 6}
 
@@ -80,17 +81,31 @@ def support_steps(traj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def check_generation(gen: dict[str, Any], sampling: dict[str, Any]) -> None:
     """What every hf step must carry for a trainer."""
-    assert gen["backend"] == "hf"
-    assert gen["sampling"] == {**DEFAULT_SAMPLING, **sampling}
-    assert isinstance(gen["seed"], int)
+    assert gen["backend"] == "hf" and gen["api"] == "local"
+    assert gen["sampling"] == {**DEFAULT_SAMPLING, **sampling, "seed": gen["sampling"]["seed"]}
+    assert isinstance(gen["sampling"]["seed"], int)
+    assert gen["weights_id"] and gen["weights_id"].startswith("sha256:")
     ids, logprobs = gen["token_ids"], gen["logprobs"]
-    assert gen["prompt_token_ids"] and all(isinstance(i, int) for i in gen["prompt_token_ids"])
+    assert gen["prompt_ids"] and all(isinstance(i, int) for i in gen["prompt_ids"])
     assert 0 < len(ids) == len(logprobs) <= gen["sampling"]["max_tokens"]
     assert all(isinstance(i, int) for i in ids)
     assert all(math.isfinite(x) and x <= 0.0 for x in logprobs), logprobs
-    assert gen["usage"] == {"prompt_tokens": len(gen["prompt_token_ids"]), "completion_tokens": len(ids),
-                            "total_tokens": len(gen["prompt_token_ids"]) + len(ids)}
+    prompt = gen["prompt_from"] + len(gen["prompt_ids"])
+    assert gen["usage"] == {"prompt_tokens": prompt, "completion_tokens": len(ids), "total_tokens": prompt + len(ids)}
     assert gen["finish_reason"] in ("stop", "length", "tool_calls")
+
+
+def full_prompts(steps: list[dict[str, Any]]) -> list[list[int]]:
+    """Each model turn's whole prompt, from the turns' new prompt ids (each turn extends the last)."""
+    chain: list[int] = []
+    out = []
+    for step in steps:
+        gen = step["generation"]
+        assert gen["prompt_from"] == len(chain) and gen["chain_break"] is None  # no turn starts over
+        prompt = chain + gen["prompt_ids"]
+        out.append(prompt)
+        chain = prompt + gen["token_ids"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,19 +162,19 @@ def test_episode_records_token_ids_logprobs_and_sampling(tiny_model: Path, scena
     steps = support_steps(traj)
     assert steps and traj["infra_error"] is None
     tokenizer = load_model(tiny_model).tokenizer
-    for step in steps:
+    for step, full in zip(steps, full_prompts(steps), strict=True):
         gen = step["generation"]
         check_generation(gen, SAMPLING)
         assert gen["model"] == str(tiny_model) and gen["prefill"] is None
-        prompt = tokenizer.decode(gen["prompt_token_ids"])
+        prompt = tokenizer.decode(full)
         # the tool-aware template, with the role's tools, ending where the answer starts
         assert "<tools>" in prompt and '"name": "refund_order"' in prompt
         assert prompt.endswith("<|im_start|>assistant\n")
         # the action is the decoded answer (a random model writes text, not tool calls)
         assert step["error"] is None and json.loads(step["action"])["content"] == gen["raw_content"]
     # every call has its own seed; the history carries the earlier answers into the next prompt
-    assert len({s["generation"]["seed"] for s in steps}) == len(steps)
-    later = tokenizer.decode(steps[-1]["generation"]["prompt_token_ids"])
+    assert len({s["generation"]["sampling"]["seed"] for s in steps}) == len(steps)
+    later = tokenizer.decode(full_prompts(steps)[-1])
     assert steps[0]["generation"]["raw_content"].strip() in later
     desc = next(a for a in traj["agents"] if a["role"] == "support")
     assert desc["kind"] == "hf" and desc["model"] == str(tiny_model)
@@ -176,10 +191,11 @@ def test_logprobs_are_the_models(mode: str, tiny_model: Path, scenario: Scenario
     sampling = {"temperature": 0.5, "max_tokens": 5}
     traj = play(scenario, HFAgent(model=tiny_model, sampling=sampling, logprobs=mode))  # type: ignore[arg-type]
     model = load_model(tiny_model).model
-    for step in support_steps(traj)[:2]:
+    steps = support_steps(traj)[:2]
+    for step, prompt in zip(steps, full_prompts(steps), strict=True):
         gen = step["generation"]
         assert gen["logprobs_mode"] == mode
-        prompt, ids = gen["prompt_token_ids"], gen["token_ids"]
+        ids = gen["token_ids"]
         with torch.inference_mode():
             logits = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1].float()
         if mode == "processed":
@@ -194,11 +210,11 @@ def test_required_tool_choice_prefills_and_a_malformed_call_is_the_agents_mistak
     steps = support_steps(traj)
     tokenizer = load_model(tiny_model).tokenizer
     assert steps and traj["infra_error"] is None
-    for step in steps:
+    for step, full in zip(steps, full_prompts(steps), strict=True):
         gen = step["generation"]
         check_generation(gen, SAMPLING)
         assert gen["prefill"] == TOOL_CALL_PREFILL and gen["raw_content"].startswith(TOOL_CALL_PREFILL)
-        assert tokenizer.decode(gen["prompt_token_ids"]).endswith("<|im_start|>assistant\n<tool_call>\n")
+        assert tokenizer.decode(full).endswith("<|im_start|>assistant\n<tool_call>\n")
         assert gen["tool_call_format"] == "text"
         # random text after <tool_call> is no call: an error observation, and the episode goes on
         assert "needs function.name" in step["error"]

@@ -19,14 +19,14 @@ from trajgym.agents import (
     ScriptedCustomer,
     make_agent,
 )
-from trajgym.agents.chat import _replies_as_text
+from trajgym.agents.chat import _replies_as_text, generation
 from trajgym.agents.openai_agent import close_connections
 from trajgym.agents.toolcalls import parse_text_tool_calls
 from trajgym.envs.core import Episode
 from trajgym.errors import InfraError, TrajgymError
 from trajgym.rollout.episode import aplay, to_trajectory
-from trajgym.scenario.loader import ScenarioTemplate
 from trajgym.scenario.schema import GoalChange
+from trajgym.world.loader import ScenarioTemplate
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 256, "seed": 7}
 
@@ -73,7 +73,7 @@ def test_full_episode_records_generation(tool_format: str, server: FakeOpenAI,
     for step, request in zip(support_steps, server.requests, strict=True):
         gen = step["generation"]
         assert gen["sampling"] == {**SAMPLING, "seed": request["seed"]}  # the settings sent
-        assert gen["prompt_token_ids"] and gen["token_ids"]
+        assert gen["prompt_ids"] and gen["prompt_from"] is not None and gen["token_ids"]
         assert len(gen["logprobs"]) == len(gen["token_ids"])
         assert gen["usage"]["completion_tokens"] == len(gen["token_ids"])
         assert gen["finish_reason"] in ("stop", "tool_calls") and gen["wall_latency_ms"] >= 0
@@ -192,7 +192,7 @@ def test_llm_customer_end_to_end(server: FakeOpenAI, templates: dict[str, Scenar
     assert traj["termination"] == "customer_ended" and traj["outcome"]["success"], traj["outcome"]
     cust = [s for s in traj["steps"] if s["role"] == "customer"]
     assert cust[0]["generation"]["backend"] == "scripted"  # the literal opening
-    assert all(s["generation"]["persona"]["mood"] == "calm" for s in cust)
+    assert cust[0]["generation"]["literal"] == "opening" and cust[0]["generation"]["token_ids"] is None
     assert cust[-1]["tool_calls"][0]["name"] == "end_conversation"
     # the customer's view: its own prompt, support as user, itself as assistant; facts only asked
     creq = [r for r in server.requests if any(t["function"]["name"] == "end_conversation"
@@ -203,7 +203,7 @@ def test_llm_customer_end_to_end(server: FakeOpenAI, templates: dict[str, Scenar
     assert msgs[-1] == {"role": "user", "name": "support", "content": msgs[-1]["content"]}
     assert any(m["role"] == "assistant" for m in msgs)
     desc = next(a for a in traj["agents"] if a["role"] == "customer")
-    assert desc["kind"] == "llm_customer" and desc["config"]["persona"]["mood"] == "calm"
+    assert desc["kind"] == "llm_customer" and desc["persona"]["mood"] == "calm" and "persona" not in desc["config"]
 
 
 def test_llm_customer_persona_pool_is_seeded(templates: dict[str, ScenarioTemplate]) -> None:
@@ -216,7 +216,7 @@ def test_llm_customer_persona_pool_is_seeded(templates: dict[str, ScenarioTempla
         a, b = LLMCustomer(persona_pool=pool), LLMCustomer(persona_pool=pool)
         for c in (a, b):
             c.reset(AgentContext("customer", inst, [], seed))
-        assert a.persona == b.persona and a.config()["persona"] == a.persona
+        assert a.persona == b.persona and a.describe("customer")["persona"] == a.persona
         seen.append(a.persona["mood"])
         assert a.persona["name"] == inst.spec.customer.persona.name  # type: ignore[union-attr]
     assert set(seen) == {"angry", "hurried"}
@@ -335,7 +335,7 @@ def test_llm_customer_follows_a_goal_change(literal: bool, server: FakeOpenAI,
     assert any("You change your mind" in (m.get("content") or "") for m in fired["observation"])
     if literal:
         assert fired["message"] == change.message
-        assert fired["generation"] == {"backend": "scripted", "persona": customer.persona, "goal_change": True}
+        assert fired["generation"] == generation("scripted", model="fake-model", literal="goal_change")
     else:
         assert fired["generation"]["backend"] == "openai"
         assert fired["generation"]["response_id"] == f"chatcmpl-{before + 1}"  # answered requests[before]

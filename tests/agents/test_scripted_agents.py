@@ -7,7 +7,7 @@ from helpers import BUILTIN_IDS
 
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import ScenarioTemplate
+from trajgym.world.loader import ScenarioTemplate
 
 SEEDS = range(8)
 

@@ -92,7 +92,7 @@ def test_rollout_with_a_model_agent_from_the_command_line(tmp_path: Path) -> Non
         episodes = read(out)
         assert len(episodes) == 2 and all(e.outcome.success for e in episodes)
         support = next(a for a in episodes[0].agents if a.role == "support")
-        assert support.kind == "openai" and support.model == "fake" and support.config["timeout_s"] == 30
+        assert support.kind == "openai" and support.model == "fake" and support.transport["timeout_s"] == 30
         steps = [s for s in episodes[0].steps if s.role == "support"]
         assert all(s.generation and s.generation["token_ids"] and s.generation["logprobs"] for s in steps)
         assert steps[0].generation is not None and steps[0].generation["sampling"]["temperature"] == 0

@@ -8,9 +8,9 @@ from typing import Any
 from helpers import EXAMPLE
 
 from trajgym.faults.layer import FaultLayer
-from trajgym.scenario.loader import load
 from trajgym.scenario.schema import ToolFault
 from trajgym.world.customer_support import SupportTools
+from trajgym.world.loader import load
 
 
 def _layer(*faults: dict[str, Any], seed: int = 0) -> tuple[FaultLayer, Any]:

@@ -18,8 +18,8 @@ from filters_helpers import MakeScored, Rollout, scored
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.trajectory.schema import Trajectory
+from trajgym.world.loader import load
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from trajgym.scorers.base import Blame
-from trajgym.scorers.records import ScoredTrajectory, group_key
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory, group_key
 
 Rollout = Callable[..., Trajectory]
 MakeScored = Callable[..., ScoredTrajectory]

@@ -17,8 +17,7 @@ from trajgym.filters import (
     load_filter_chain,
 )
 from trajgym.scorers import ScoreResult
-from trajgym.scorers.pipeline import iter_scored
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory, iter_scored
 
 
 @pytest.fixture(scope="module")

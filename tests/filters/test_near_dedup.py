@@ -17,8 +17,8 @@ from trajgym.filters import (
     exact_duplicates,
     near_duplicates,
 )
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 SCENARIO = "refund_damaged_item"
 

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from trajgym.report import read_scored
-from trajgym.rollout.jobs import AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.scorers import SCORERS, Finding, Scorer, ScoreResult, ScoringContext, register
 from trajgym.scorers.config import DEFAULT_SCORERS, ScoringConfig, build_scorers
 from trajgym.scorers.pipeline import Scoring, score_files
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory
+from trajgym.world.loader import load
 
 SCENARIOS = ("refund_damaged_item", "refund_service_flaky", "large_refund_needs_approval", "order_system_outage",
              "timeout_refund_applied", "invoice_approval")

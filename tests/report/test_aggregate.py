@@ -14,8 +14,8 @@ from trajgym.filters.diversity import diversity, entropy
 from trajgym.report import summarize
 from trajgym.report.aggregate import fault_credits
 from trajgym.scorers.base import Blame, Finding, ScoreResult
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 _counter = iter(range(10**6))
 
@@ -46,6 +46,7 @@ def traj(scenario: str, seed: int, trial: int, success: bool, *, actions: tuple[
     return Trajectory.model_validate({
         "episode_id": f"{scenario}-{next(_counter)}", "scenario_id": scenario, "scenario_hash": "0" * 16,
         "scenario_path": f"/x/{scenario}.yaml", "domain": "customer_support", "seed": seed, "trial": trial,
+        "policy": "p0", "tools": {},
         "variables": {}, "agents": [{"role": "support", "name": "oracle", "kind": "oracle"}], "steps": steps,
         "faults": fault_records, "final_state": {}, "termination": "customer_ended", "truncated": False,
         "rewards": {}, "outcome": {"success": success, "conditions": [], "facts": [], "end_ok": True,

@@ -15,7 +15,7 @@ from trajgym.errors import ReportError
 from trajgym.report import build_report, read_scored, summarize
 from trajgym.report.markup import Html, el, esc, join
 from trajgym.report.page import render_page
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_report_command_errors(records: list[ScoredTrajectory], tmp_path: Path,
     empty.write_text("", encoding="utf-8")
     out = str(tmp_path / "r.html")
     cases = [(raw, f"{raw}:1: not a scored trajectory"), (broken, f"{broken}:2: not a scored trajectory"),
-             (empty, "no scored episodes in"), (tmp_path / "nope.jsonl", "cannot open scored file")]
+             (empty, "no scored episodes in"), (tmp_path / "nope.jsonl", "nope.jsonl: cannot open the scored trajectory file")]
     for path, message in cases:
         assert main(["report", str(path), "--out", out]) == 1
         err = capsys.readouterr().err

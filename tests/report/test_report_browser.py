@@ -23,7 +23,7 @@ from chromium_cdp import Chromium, chromium_binary
 from scored_rollouts import SCENARIOS, scored_rollouts
 
 from trajgym.report import write_report
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,13 @@ from typing import Any
 from helpers import EXAMPLE
 
 from trajgym.agents import OracleAgent
+from trajgym.agents.chat import generation
 from trajgym.envs.core import Episode
 from trajgym.errors import InfraError
 from trajgym.rollout.episode import aplay, to_trajectory
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.trajectory import Trajectory
+from trajgym.world.loader import load
 
 
 class FlakyServerAgent(OracleAgent):
@@ -28,7 +29,8 @@ class FlakyServerAgent(OracleAgent):
             raise InfraError("model server unreachable at http://127.0.0.1:9/v1 after 3 retries")
         self.ok -= 1
         action = self.act(messages, info)
-        self.generation = {"token_ids": [1, 2, 3], "logprobs": [-0.1, -0.2, -0.3], "sampling": {"temperature": 0}}
+        self.generation = generation("openai", token_ids=[1, 2, 3], logprobs=[-0.1, -0.2, -0.3],
+                                     sampling={"temperature": 0})
         return action
 
 

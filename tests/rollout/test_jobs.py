@@ -16,13 +16,16 @@ import pytest
 from helpers import BUILTIN, EXAMPLE
 
 from trajgym.agents import AGENTS, OracleAgent, default_agent
-from trajgym.agents.base import AgentContext
+from trajgym.agents.base import AgentContext, policy_of
 from trajgym.cli.main import main
-from trajgym.errors import InfraError, ScenarioError, TrajgymError
-from trajgym.rollout.jobs import AgentChoice, AgentSpec, _in_flight, load_job, run_job
-from trajgym.rollout.runner import plan, run, total
-from trajgym.scenario.loader import load
+from trajgym.errors import ConfigFileError, InfraError, TrajgymError
+from trajgym.rollout.agentspec import AgentChoice, AgentSpec
+from trajgym.rollout.inflight import in_flight
+from trajgym.rollout.jobfile import load_job
+from trajgym.rollout.jobs import run_job
+from trajgym.rollout.runner import agents_for, plan, run, total
 from trajgym.trajectory import latest_per_unit, read, repair_torn_tail, strip_wall, unit_key
+from trajgym.world.loader import load
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -46,7 +49,12 @@ def test_concurrent_job_gives_the_same_episodes_as_sequential(tmp_path: Path) ->
     assert result.ran == len(units) == 12 and result.skipped == 0
     seq, conc = _lines(tmp_path / "seq.jsonl"), _lines(tmp_path / "conc.jsonl")
     assert _canon(seq) == _canon(conc)
-    assert {unit_key(t) for t in conc} == {u.key for u in units}
+    assert {unit_key(t)[:3] for t in conc} == {u.key[:3] for u in units}
+    # the policy, the key's fourth part, is the agents' identity: random support, scripted simulators
+    policies = {t["scenario_id"]: t["policy"] for t in conc}
+    for template in {u.template.id: u.template for u in units}.values():
+        assert policies[template.id] == policy_of(agents_for(template, "random"))
+    assert len({t["job_id"] for t in conc}) == 1 and len({t["episode_id"] for t in conc}) == 12
 
 
 class SlowOracle(OracleAgent):
@@ -106,15 +114,15 @@ def test_resume_reruns_infra_errors_and_skips_finished_units(tmp_path: Path, mon
     first = run_job(units, out, spec, concurrency=3)
     assert first.ran == 4
     assert first.summary[bad.template.id].terminations.get("infra_error") == 1
-    assert bad.key not in latest_per_unit(out)
+    assert bad.key[:3] not in {k[:3] for k in latest_per_unit(out)}
 
     second = run_job(units, out, spec, concurrency=3, resume=True)
     assert (second.ran, second.skipped) == (1, 3)
     lines = _lines(out)
-    assert len(lines) == 5 and lines[-1]["termination"] != "infra_error" and unit_key(lines[-1]) == bad.key
+    assert len(lines) == 5 and lines[-1]["termination"] != "infra_error" and unit_key(lines[-1])[:3] == bad.key[:3]
     assert sum(t["termination"] == "infra_error" for t in lines) == 1  # the old line stays
-    latest = latest_per_unit(out)
-    assert set(latest) == {u.key for u in units} and latest[bad.key]["outcome"]["success"]
+    latest = {k[:3]: t for k, t in latest_per_unit(out).items()}
+    assert set(latest) == {u.key[:3] for u in units} and latest[bad.key[:3]]["outcome"]["success"]
 
     third = run_job(units, out, spec, resume=True)
     assert (third.ran, third.skipped) == (0, 4) and len(_lines(out)) == 5
@@ -223,7 +231,7 @@ output: runs/out.jsonl
 ])
 def test_job_file_errors_are_located(tmp_path: Path, text: str, where: str, message: str) -> None:
     job = _write(tmp_path / "job.yaml", text)
-    with pytest.raises(ScenarioError) as info:
+    with pytest.raises(ConfigFileError) as info:
         load_job(job)
     first = str(info.value).splitlines()[0]
     assert first.startswith(str(job) + where) and message in first, first
@@ -283,10 +291,10 @@ def test_resume_refuses_episodes_of_another_scenario_version(tmp_path: Path) -> 
 
 
 def test_two_jobs_never_write_one_file(tmp_path: Path) -> None:
-    from trajgym.rollout.jobs import _exclusive
+    from trajgym.rollout.output import exclusive
 
     out = tmp_path / "job.jsonl"
-    with _exclusive(out), pytest.raises(TrajgymError, match="another running job"):
+    with exclusive(out), pytest.raises(TrajgymError, match="another running job"):
         run_job(_units(1, 1), out, AgentSpec.support("oracle"), resume=True)
 
 
@@ -469,7 +477,7 @@ def test_a_job_sends_its_first_requests_while_the_rest_of_its_episodes_start() -
         return unit
 
     ended: list[int] = []
-    asyncio.run(_in_flight(list(range(100)), 100, play, ended.append))  # type: ignore[arg-type]
+    asyncio.run(in_flight(list(range(100)), 100, play, ended.append))  # type: ignore[arg-type]
     assert sorted(ended) == list(range(100))
     assert events.index(("answered", 0)) < events.index(("start", 99))
     assert len({u for kind, u in events if kind == "start"}) == 100
@@ -487,5 +495,5 @@ def test_a_failure_while_episodes_start_stops_the_start_and_is_raised() -> None:
         return unit
 
     with pytest.raises(RuntimeError, match="episode 1 broke"):
-        asyncio.run(_in_flight(list(range(1000)), 1000, play, lambda _: None))  # type: ignore[arg-type]
+        asyncio.run(in_flight(list(range(1000)), 1000, play, lambda _: None))  # type: ignore[arg-type]
     assert len(started) < 100  # the others were never started

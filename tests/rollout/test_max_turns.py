@@ -13,10 +13,12 @@ from helpers import BUILTIN, EXAMPLE
 
 from trajgym.cli.main import main
 from trajgym.errors import TrajgymError
-from trajgym.rollout.jobs import AgentSpec, load_job, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobfile import load_job
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
-from trajgym.scenario.loader import load
 from trajgym.trajectory import read, strip_wall
+from trajgym.world.loader import load
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

@@ -13,9 +13,10 @@ from fake_openai import FakeOpenAI
 from helpers import BUILTIN, EXAMPLE
 
 from trajgym.cli.main import main
-from trajgym.rollout.jobs import AgentChoice, AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentChoice, AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import PERSONA_TRAITS, plan
-from trajgym.scenario.loader import load
+from trajgym.world.loader import load
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ def test_scripted_customers_report_the_scenarios_personas(tmp_path: Path) -> Non
     for traj in _lines(tmp_path / "job.jsonl"):
         customer = next(a for a in traj["agents"] if a["role"] == "customer")
         assert customer["kind"] == "scripted_customer"
-        assert customer["config"]["persona"]["mood"] in {"calm", "angry", "confused"}
+        assert customer["persona"]["mood"] in {"calm", "angry", "confused"}
     # per scenario too
     assert result.summary["refund_outside_window"].personas["mood"] == {"angry": 2}
 
@@ -56,15 +57,14 @@ def test_llm_customers_report_the_drawn_mix(tmp_path: Path) -> None:
     finally:
         server.stop()
     trajs = _lines(tmp_path / "job.jsonl")
-    played = [next(a for a in t["agents"] if a["role"] == "customer")["config"]["persona"] for t in trajs]
+    played = [next(a for a in t["agents"] if a["role"] == "customer")["persona"] for t in trajs]
     assert result.persona_mix == _mix(played)
     mix = result.persona_mix
     assert sum(mix["mood"].values()) == 12 and len(mix["mood"]) >= 2 and len(mix["language"]) == 2
     assert set(mix["expertise"]) <= {"novice", "expert"}
-    # every model answer of the customer carries the persona it was sampled with
-    for traj, persona in zip(trajs, played, strict=True):
-        gens = [s["generation"] for s in traj["steps"] if s["role"] == "customer"]
-        assert gens and all(g["persona"] == persona for g in gens)
+    # the persona is drawn per episode, recorded beside the agent's identity, never in it: one policy
+    assert len({t["policy"] for t in trajs}) == 1
+    assert all("persona" not in next(a for a in t["agents"] if a["role"] == "customer")["config"] for t in trajs)
 
 
 def test_rollout_prints_the_persona_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 from fake_openai import FakeOpenAI
 from helpers import EXAMPLE
 
-from trajgym.rollout.jobs import AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
-from trajgym.scenario.loader import load
 from trajgym.trajectory import latest_per_unit
+from trajgym.world.loader import load
 
 
 def test_server_down_mid_job_then_resume(tmp_path: Path) -> None:

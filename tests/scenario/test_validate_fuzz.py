@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trajgym.errors import ScenarioError
-from trajgym.scenario.loader import parse
+from trajgym.world.loader import parse
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "scenarios" / "customer_support"
            / "refund_damaged_item.yaml").read_text()

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trajgym.scenario import variables as tv
-from trajgym.scenario.loader import load
 from trajgym.scenario.schema import VariableSpec
 from trajgym.seeding import Draws, rng, stable_seed
+from trajgym.world.loader import load
 
 
 def test_fill_keeps_types_and_formats_in_text() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.scorers import ScoreResult, ScoringContext, get_scorer
 from trajgym.trajectory import Trajectory
+from trajgym.world.loader import load
 
 
 def variables(scenario: str, seed: int = 0) -> dict[str, Any]:

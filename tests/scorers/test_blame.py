@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from trajgym.rollout.agentspec import AgentSpec
 from trajgym.rollout.episode import run_episode
-from trajgym.rollout.jobs import AgentSpec
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.scorers import Finding, ScoreResult, ScoringContext
 from trajgym.scorers.blame import SimulatorScorer, attribute, simulator_findings
 from trajgym.trajectory.schema import Trajectory
+from trajgym.world.loader import load
 
 
 @pytest.fixture(scope="module")

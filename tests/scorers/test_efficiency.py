@@ -6,13 +6,14 @@ from pathlib import Path
 
 from scorer_helpers import score, scored, variables
 
+from trajgym.agents.chat import generation
 from trajgym.envs.actions import call, say
 from trajgym.envs.core import Episode
 from trajgym.rollout.episode import to_trajectory
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.scorers.examples import played, scripted
 from trajgym.trajectory import Trajectory
+from trajgym.world.loader import load
 
 
 def _waste(traj: Trajectory) -> list[tuple[str, int | None]]:
@@ -70,8 +71,10 @@ def test_an_unknown_tool_is_a_malformed_action() -> None:
 def test_tokens_are_summed_from_the_generation_records() -> None:
     data = played("refund_damaged_item").model_dump()
     support = [s for s in data["steps"] if s["role"] == "support"]
-    support[0]["generation"] = {"usage": {"prompt_tokens": 100, "completion_tokens": 12}}
-    support[1]["generation"] = {"token_ids": [1, 2, 3], "prompt_token_ids": [5] * 40}
+    support[0]["generation"] = generation("openai", usage={"prompt_tokens": 100, "completion_tokens": 12,
+                                                           "total_tokens": 112})
+    # no usage reported: the token ids count, the prompt 30 tokens of the chain and 10 new ones
+    support[1]["generation"] = generation("openai", token_ids=[1, 2, 3], prompt_from=30, prompt_ids=[5] * 10)
     result = scored("efficiency", Trajectory.model_validate(data))
     assert result.details["tokens"] == {"prompt": 140, "completion": 15}
 

@@ -24,7 +24,6 @@ from trajgym.agents import http_client
 from trajgym.errors import InfraError
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.scorers import ScorerError, ScoringContext, get_scorer
 from trajgym.scorers.config import ScoringConfig, build_scorers
 from trajgym.scorers.llm_judge import (
@@ -34,10 +33,13 @@ from trajgym.scorers.llm_judge import (
     VerdictError,
     parse_verdict,
 )
-from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
-from trajgym.scorers.transcript import chat_messages, transcript, transcript_entries
+from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.scorers.transcript import transcript, transcript_entries
+from trajgym.trajectory.chat import chat_messages
 from trajgym.trajectory.schema import Trajectory, ViolationRecord
+from trajgym.trajectory.scored import iter_scored
 from trajgym.trajectory.store import TrajectoryWriter
+from trajgym.world.loader import load
 
 log = logging.getLogger(__name__)
 CTX = ScoringContext()

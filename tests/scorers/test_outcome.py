@@ -12,11 +12,11 @@ from trajgym.envs.actions import call, say
 from trajgym.envs.core import Episode
 from trajgym.rollout.episode import to_trajectory
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.scorers import ScoringContext
 from trajgym.scorers.examples import played, scripted
 from trajgym.scorers.outcome import ABSENT, structural_diff
 from trajgym.trajectory import Trajectory
+from trajgym.world.loader import load
 
 
 def refund_script(v: dict, amount: float, *, verify: bool = True, told: str | None = None) -> list[str]:

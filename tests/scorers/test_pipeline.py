@@ -15,10 +15,10 @@ import pytest
 
 from trajgym.cli.main import main as cli
 from trajgym.errors import TrajgymError
-from trajgym.rollout.jobs import AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.scorers import SCORERS, Scorer, ScoreResult, ScoringContext, register
 from trajgym.scorers.config import (
     ActiveScorer,
@@ -27,9 +27,11 @@ from trajgym.scorers.config import (
     build_scorers,
     load_scoring_config,
 )
-from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
+from trajgym.scorers.pipeline import Scoring, score_files
 from trajgym.scorers.workers import can_fork
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import iter_scored
+from trajgym.world.loader import load
 
 SCENARIOS = ["refund_damaged_item", "exchange_wrong_size"]
 
@@ -176,13 +178,16 @@ def test_infra_error_units_are_excluded_and_reruns_win(rollouts: dict[str, Path]
     assert rerun[0].group_size == 2  # the excluded trial of its group is not ranked
 
 
-def test_a_torn_last_line_is_skipped_a_broken_middle_line_is_an_error(rollouts: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
+def test_a_torn_last_line_is_an_error_unless_skipped_a_broken_middle_line_is_an_error(
+        rollouts: dict[str, Path], tmp_path: Path) -> None:
     text = rollouts["oracle"].read_text()
     torn = tmp_path / "torn.jsonl"
     torn.write_text(text + text.splitlines()[0][:50])
     config, scorers = load_scoring_config(_config_file(tmp_path, CONFIG))
-    assert score_files([torn], tmp_path / "a.jsonl", Scoring(config, scorers)).scored == 12
+    with pytest.raises(TrajgymError, match=r"torn\.jsonl:13: the last line is cut short .*--resume"):
+        score_files([torn], tmp_path / "a.jsonl", Scoring(config, scorers))
+    assert not (tmp_path / "a.jsonl").exists()
+    assert score_files([torn], tmp_path / "a.jsonl", Scoring(config, scorers), skip_torn=True).scored == 12
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{not json\n" + text)
     with pytest.raises(TrajgymError, match=r"broken\.jsonl:1:"):

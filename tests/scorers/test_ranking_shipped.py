@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from trajgym.rollout.jobs import AgentSpec, run_job
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.jobs import run_job
 from trajgym.rollout.runner import plan
-from trajgym.scenario import builtin_scenarios, load
+from trajgym.scenario import builtin_scenarios
 from trajgym.scorers.config import load_scoring_config
-from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
+from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.trajectory.scored import iter_scored
+from trajgym.world.loader import load
 
 pytestmark = pytest.mark.slow
 

@@ -19,13 +19,14 @@ from helpers import BUILTIN
 
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.scorers import ScorerError, ScoringContext
 from trajgym.scorers.config import ScoringConfig, build_scorers
-from trajgym.scorers.pipeline import Scoring, iter_scored, score_files
+from trajgym.scorers.pipeline import Scoring, score_files
 from trajgym.scorers.reward_model import RewardModel
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import iter_scored
 from trajgym.trajectory.store import TrajectoryWriter
+from trajgym.world.loader import load
 
 for _module in ("torch", "transformers", "tokenizers"):
     if importlib.util.find_spec(_module) is None:

@@ -15,8 +15,8 @@ from helpers import EXAMPLE
 from trajgym.errors import TrajectoryFileError
 from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
-from trajgym.scenario.loader import load
 from trajgym.trajectory import Trajectory, TrajectoryWriter, iter_episodes, read, strip_wall
+from trajgym.world.loader import load
 
 
 def _traj(seed: int = 0, agent: str = "oracle") -> dict:
@@ -48,7 +48,7 @@ def test_a_torn_last_line_is_reported_and_can_be_skipped(tmp_path: Path) -> None
         fh.write('{"schema_version": 1, "episode_id": "x", "ste')  # a crash mid-write
     with pytest.raises(TrajectoryFileError, match=r"t\.jsonl:2:"):
         list(iter_episodes(out))
-    assert len(list(iter_episodes(out, skip_broken=True))) == 1
+    assert len(list(iter_episodes(out, skip_torn=True))) == 1
 
 
 def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from helpers import EXAMPLE, example_data, scenario_from
 
 from trajgym.envs.actions import call, say
 from trajgym.envs.core import Episode
-from trajgym.scenario.loader import load
 from trajgym.world.customer_support import SupportTools
+from trajgym.world.loader import load
 
 
 def _episode(seed: int = 0) -> Episode:

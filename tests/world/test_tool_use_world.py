@@ -6,7 +6,7 @@ from helpers import BUILTIN
 
 from trajgym.envs.actions import call, say
 from trajgym.envs.core import Episode
-from trajgym.scenario.loader import load
+from trajgym.world.loader import load
 from trajgym.world.tool_use.policy import python_writes, shell_targets
 
 

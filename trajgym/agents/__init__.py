@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from trajgym.agents.base import Agent, AgentContext
@@ -14,7 +13,7 @@ from trajgym.agents.openai_agent import OpenAIAgent
 from trajgym.agents.oracle import OracleAgent
 from trajgym.agents.random_agent import RandomAgent
 from trajgym.agents.supervisor import ScriptedSupervisor
-from trajgym.errors import TrajgymError
+from trajgym.registry import lookup
 
 AGENTS: dict[str, Callable[[], Agent]] = {
     "hf": HFAgent,
@@ -32,12 +31,7 @@ DEFAULT_FOR_ROLE = {"support": "oracle", "customer": "scripted_customer", "super
 
 def make_agent(name: str) -> Agent:
     """A new agent from the registry; a clear error with a suggestion for an unknown name."""
-    factory = AGENTS.get(name)
-    if factory is None:
-        close = difflib.get_close_matches(name, AGENTS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise TrajgymError(f"unknown agent '{name}'{hint} (known: {', '.join(sorted(AGENTS))})")
-    return factory()
+    return lookup(AGENTS, name, what="agent")()
 
 
 def default_agent(role: str) -> Agent:

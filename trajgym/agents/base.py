@@ -9,10 +9,13 @@ oracles rather than learners.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from trajgym.scenario.loader import ScenarioInstance
+from trajgym.trajectory.schema import Generation
+from trajgym.trajectory.units import policy_id
+from trajgym.world.loader import ScenarioInstance
 
 
 @dataclass
@@ -28,17 +31,35 @@ class AgentContext:
 
 
 class Agent(abc.ABC):
-    """Base of every agent. Subclasses set ``kind`` and implement :meth:`act`."""
+    """Base of every agent. Subclasses set ``kind`` and implement :meth:`act`.
+
+    Its identity (:meth:`describe`: kind, name, model, weights, :meth:`config`) is what a trajectory
+    records as who played, and makes the work unit's policy (:func:`policy_of`): two agents with the
+    same identity are the same policy. What varies without changing behaviour goes elsewhere: how a
+    server is reached in :meth:`transport`, a persona drawn per episode in :attr:`persona`.
+    """
 
     kind: ClassVar[str]
     name: str = ""
     model: str | None = None
-    generation: dict[str, Any] | None = None
+    weights_id: str | None = None
+    """The weights behind :attr:`model` (a content hash or a checkpoint name), once :meth:`aprepare` knows."""
+    persona: dict[str, Any] | None = None
+    """The persona a customer simulator plays this episode (recorded apart from its identity)."""
+    generation: Generation | None = None
     """Set by model agents after each action: token ids, logprobs, sampling settings, usage. The
     runner copies it into the step record, so trainers need not re-tokenize."""
 
     def __init__(self) -> None:
         self.name = self.name or self.kind
+
+    async def aprepare(self) -> None:
+        """Learn what the identity needs before an episode (a served model's name and weights);
+        called once per agent before it plays, by jobs and the runner. Nothing by default."""
+        self.prepare()
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """:meth:`aprepare` outside an event loop."""
 
     def reset(self, ctx: AgentContext) -> None:  # noqa: B027 - optional hook
         """Start a new episode."""
@@ -55,12 +76,27 @@ class Agent(abc.ABC):
         return self.act(messages, info)
 
     def config(self) -> dict[str, Any]:
-        """Settings recorded in the trajectory (sampling settings for model agents)."""
+        """Settings that shape what the agent does (sampling settings for model agents): part of its identity."""
         return {}
 
+    def transport(self) -> dict[str, Any]:
+        """How the agent reaches its model (server URL, timeouts, retries, device): not part of its identity."""
+        return {}
+
+    def extra_tools(self) -> list[dict[str, Any]]:
+        """Tools the agent offers its model besides the role's (the reply tool)."""
+        return []
+
     def describe(self, role: str) -> dict[str, Any]:
+        """The :class:`~trajgym.trajectory.schema.AgentRecord` of this agent playing ``role``."""
         return {"role": role, "name": self.name, "kind": self.kind, "model": self.model,
-                "config": self.config()}
+                "weights_id": self.weights_id, "config": self.config(), "transport": self.transport(),
+                "persona": dict(self.persona) if self.persona else None, "extra_tools": self.extra_tools()}
+
+
+def policy_of(agents: Mapping[str, Agent]) -> str:
+    """The policy id (:func:`trajgym.trajectory.units.policy_id`) of agents playing their roles."""
+    return policy_id(agent.describe(role) for role, agent in agents.items())
 
 
 def support_messages(messages: list[dict[str, Any]], sender: str) -> str:

@@ -10,31 +10,35 @@ from __future__ import annotations
 
 import abc
 import json
-from typing import Any
+from typing import Any, cast
 
 from trajgym import jsonio
 from trajgym.agents.base import Agent, AgentContext
+from trajgym.agents.tokens import TokenChain
 from trajgym.agents.toolcalls import has_text_tool_calls, parse_text_tool_calls
 from trajgym.envs.actions import ActionError, parse_message
 from trajgym.errors import TrajgymError
+from trajgym.trajectory.chat import REPLY_SPEC, REPLY_TOOL
+from trajgym.trajectory.schema import Backend, Generation
+from trajgym.trajectory.tokens import extend_chain
 
 TOOL_CHOICES = (None, "auto", "required", "none")
+TOOL_CALL_PREFILL = "<tool_call>\n"
+"""What a model that must call a tool (``tool_choice="required"``) finds at the start of its answer
+when the agent renders the prompt itself (token ids, an in-process model): the text form of a call begun."""
 
-REPLY_TOOL = "reply"
-REPLY_SPEC: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": REPLY_TOOL,
-        "description": "Send a chat message to the person you are talking with: ask a question, "
-                       "give an answer, confirm what you did.",
-        "parameters": {"type": "object", "properties": {"content": {"type": "string",
-                                                                    "description": "the message"}},
-                       "required": ["content"], "additionalProperties": False},
-    },
-}
-"""A tool that is a chat message. A model forced to call tools (``tool_choice="required"``, which
-small models need to call tools at all) could otherwise never talk; a call to it becomes the
-answer's message, never a tool call the env sees."""
+
+
+def generation(backend: Backend, **fields: Any) -> Generation:
+    """A :class:`~trajgym.trajectory.schema.Generation` with every field not given None (the
+    sampling settings empty)."""
+    out: dict[str, Any] = dict.fromkeys(Generation.__annotations__)
+    out["sampling"] = {}
+    out.update(fields, backend=backend)
+    unknown = set(out) - set(Generation.__annotations__)
+    if unknown:
+        raise TypeError(f"not fields of a Generation: {sorted(unknown)}")
+    return cast(Generation, out)
 
 
 def check_sampling(sampling: dict[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
@@ -76,11 +80,39 @@ class ChatAgent(Agent):
         self._with_reply: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self.history: list[dict[str, Any]] = []
         self.calls = 0
+        self.chain: TokenChain | None = None
+        """The role's token sequence, when the backend sends token ids (set by the backend per episode)."""
+        self.served: list[int] = []
+        """The last turn's prompt and completion ids as a server that renders the chat reported them."""
 
     def reset(self, ctx: AgentContext) -> None:
         self.history = []
         self.calls = 0
         self.generation = None
+        self.served = []
+        self.chain = None
+
+    def extra_tools(self) -> list[dict[str, Any]]:
+        return [REPLY_SPEC] if self.replies_by_tool else []
+
+    def replace_message(self, index: int, message: dict[str, Any]) -> None:
+        """Replace ``history[index]`` (a new system prompt, say): later requests send the new one; a
+        token chain starts over from a full rendering, recorded as a chain break."""
+        self.history[index] = message
+        if self.chain is not None and index < self.chain.pending:
+            self.chain.start_over(f"message {index} of the conversation was replaced ({message.get('role')})")
+
+    def served_tokens(self, prompt: list[int] | None, completion: list[int] | None
+                      ) -> tuple[int | None, list[int] | None, str | None]:
+        """How to record a turn a server rendered and tokenized itself (``prompt`` and ``completion``
+        as it reported them): ``(prompt_from, prompt_ids, chain_break)``, only the new prompt ids
+        when the prompt extends the previous turn's prompt and completion."""
+        if prompt is None:
+            self.served = []
+            return None, None, None
+        start, new, why = extend_chain(self.served, prompt)
+        self.served = [*prompt, *(completion or [])]
+        return start, new, why
 
     @property
     def replies_by_tool(self) -> bool:

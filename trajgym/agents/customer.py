@@ -27,11 +27,8 @@ class ScriptedCustomer(Agent):
 
     def __init__(self) -> None:
         super().__init__()
-        self.persona: dict[str, Any] = {}
-
-    def config(self) -> dict[str, Any]:
-        """The persona played (the scenario's), so a job can report its mix."""
-        return {"persona": dict(self.persona)}
+        self.persona: dict[str, Any] | None = None
+        """The persona played (the scenario's), recorded so a job can report its mix."""
 
     def reset(self, ctx: AgentContext) -> None:
         spec = ctx.instance.spec

@@ -2,14 +2,15 @@
 model playing a scenario without starting a server.
 
 The model is a local transformers folder (default: the bundled SmolLM2-135M-Instruct, converted
-once by :func:`trajgym.serving.convert.convert_bundled_model`). The prompt is the folder's chat
-template rendered with the role's history and tools (the converted folder ships the same
-tool-aware template vLLM serves), so the prompt token ids are what a trainer would tokenise.
-Tool calls are read from ``<tool_call>{json}</tool_call>`` text; ``tool_choice="required"``
-starts the answer with ``<tool_call>`` (a prefill, part of the prompt's token ids).
+once by :func:`trajgym.serving.convert.convert_bundled_model`). The role's conversation is kept as
+token ids (:class:`~trajgym.agents.tokens.TokenChain`): the folder's chat template renders the
+first prompt and then only what is new at each turn, after the ids the model generated, so every
+turn's prompt extends the previous turn's prompt and completion exactly. Tool calls are read from
+``<tool_call>{json}</tool_call>`` text; ``tool_choice="required"`` starts the answer with
+``<tool_call>`` (a prefill, part of the prompt's token ids).
 
-Each step's :attr:`~trajgym.agents.base.Agent.generation` carries the prompt and completion token
-ids and one log-probability per generated token: of the model's own distribution (``"raw"``, what
+Each step's :attr:`~trajgym.agents.base.Agent.generation` carries the prompt ids new to the turn,
+the completion's ids and one log-probability per generated token: of the model's own distribution (``"raw"``, what
 vLLM returns by default) or of the one sampled from, after temperature, top-p and top-k
 (``"processed"``). Every call is seeded from the episode seed, the role and the call's index, so
 the same seed gives the same trajectory.
@@ -34,9 +35,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trajgym.agents.base import AgentContext
-from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
+from trajgym.agents.chat import (
+    TOOL_CALL_PREFILL,
+    ChatAgent,
+    check_sampling,
+    check_tool_choice,
+    generation,
+)
+from trajgym.agents.tokens import ChatCodec, TokenChain
 from trajgym.errors import TrajgymError
 from trajgym.seeding import stable_seed
+from trajgym.serving.weights import weights_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +54,6 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "seed",
 DEFAULT_SAMPLING: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 512}
 """What an unset setting means (the OpenAI API's defaults; a bounded answer length). The
 recorded sampling settings always include these."""
-TOOL_CALL_PREFILL = "<tool_call>\n"
 INSTALL_HINT = "pip install torch==2.13.0 'trajgym[hf]' (or make hf-setup)"
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -131,8 +139,10 @@ def load_model(path: Path, dtype: Dtype = "auto", device: str | None = None, *,
 class _Request:
     """One call's inputs, taken on the caller's thread (the history may grow after)."""
 
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None
+    prompt_ids: list[int]
+    prompt_from: int
+    new_ids: list[int]
+    chain_break: str | None
     prefill: str
     seed: int
 
@@ -197,15 +207,32 @@ class HFAgent(ChatAgent):
         self.model = str(self.model_path)
         self.role = ""
         self.episode_seed = 0
+        self.codec: ChatCodec | None = None
         require_hf()  # after the options: their errors come first, with or without the extra
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.model, "sampling": dict(self.sampling), "tool_choice": self.tool_choice,
-                "reply_tool": self.replies_by_tool, "dtype": self.dtype, "device": self.device, "logprobs": self.logprobs_mode,
-                "text_tool_calls": self.text_tool_calls}
+        return {"sampling": dict(self.sampling), "tool_choice": self.tool_choice, "reply_tool": self.replies_by_tool,
+                "dtype": self.dtype, "logprobs": self.logprobs_mode, "text_tool_calls": self.text_tool_calls}
+
+    def transport(self) -> dict[str, Any]:
+        return {"device": self.device}
+
+    def prepare(self) -> None:
+        """Load the model (once per process) and hash its weights (once per checkpoint state)."""
+        if self.codec is not None:
+            return
+        lm = load_model(self.model_path, self.dtype, self.device, bundled=self.bundled)
+        self.weights_id = weights_id(lm.path)
+        self.codec = ChatCodec(lm.tokenizer)
+
+    async def aprepare(self) -> None:
+        await asyncio.to_thread(self.prepare)
 
     def reset(self, ctx: AgentContext) -> None:
         super().reset(ctx)
+        self.prepare()
+        assert self.codec is not None
+        self.chain = TokenChain(self.codec)
         self.role = ctx.role
         self.episode_seed = ctx.seed
 
@@ -221,21 +248,23 @@ class HFAgent(ChatAgent):
     # ------------------------------------------------------------------------------------------
 
     def _request(self, info: dict[str, Any]) -> _Request:
+        """The next turn's prompt: the role's token chain extended with what came since (on the
+        caller's thread: the history may grow while the model thinks)."""
+        assert self.chain is not None, "reset() starts the chain"
         self.calls += 1
         tools = (self.tools_of(info) or None) if self.tool_choice != "none" else None
         prefill = TOOL_CALL_PREFILL if tools and self.tool_choice == "required" else ""
         seed = stable_seed("hf", self.episode_seed, self.sampling.get("seed"), self.role, self.calls)
-        return _Request(list(self.history), tools, prefill, seed)
+        prompt, start, new, why = self.chain.prompt(self.history, tools, prefill)
+        return _Request(prompt, start, new, why, prefill, seed)
 
     def _run(self, req: _Request) -> _Output:
-        """Render, generate and score one answer (in a worker thread under :meth:`aact`)."""
+        """Generate and score one answer over the prompt's token ids (in a worker thread under :meth:`aact`)."""
         import torch
 
         lm = load_model(self.model_path, self.dtype, self.device, bundled=self.bundled)
         tok = lm.tokenizer
-        prompt = tok.apply_chat_template(req.messages, tools=req.tools, add_generation_prompt=True,
-                                         tokenize=False) + req.prefill
-        prompt_ids: list[int] = tok(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = req.prompt_ids
         max_new = self._room(lm, len(prompt_ids))
         s = self.sampling
         greedy = float(s["temperature"]) <= 0.0
@@ -285,30 +314,23 @@ class HFAgent(ChatAgent):
 
     def _finish(self, req: _Request, out: _Output) -> str:
         action, fmt = self.answer(out.text)
+        assert self.chain is not None
+        self.chain.completed(out.token_ids, len(self.history))
         reason = "stop" if out.stopped else "length"
         if fmt and out.stopped:
             reason = "tool_calls"
         bad = [x for x in out.logprobs if not math.isfinite(x)]
         if bad:
             log.warning("hf agent: %d non-finite logprob(s) in call %d", len(bad), self.calls)
-        self.generation = {
-            "backend": "hf",
-            "model": self.model,
-            "sampling": dict(self.sampling),
-            "seed": req.seed,
-            "tool_choice": self.tool_choice,
-            "prefill": req.prefill or None,
-            "prompt_token_ids": out.prompt_token_ids,
-            "token_ids": out.token_ids,
-            "logprobs": out.logprobs,
-            "logprobs_mode": self.logprobs_mode,
-            "finish_reason": reason,
-            "usage": {"prompt_tokens": len(out.prompt_token_ids), "completion_tokens": len(out.token_ids),
-                      "total_tokens": len(out.prompt_token_ids) + len(out.token_ids)},
-            "tool_call_format": fmt,
-            "raw_content": out.text,
-            "wall_latency_ms": round(out.seconds * 1000.0, 3),
-        }
+        self.generation = generation(
+            "hf", model=self.model, weights_id=self.weights_id, api="local",
+            sampling={**self.sampling, "seed": req.seed}, tool_choice=self.tool_choice,
+            logprobs_mode=self.logprobs_mode, prompt_from=req.prompt_from, prompt_ids=req.new_ids,
+            chain_break=req.chain_break, token_ids=out.token_ids, logprobs=out.logprobs, finish_reason=reason,
+            usage={"prompt_tokens": len(out.prompt_token_ids), "completion_tokens": len(out.token_ids),
+                   "total_tokens": len(out.prompt_token_ids) + len(out.token_ids)},
+            prefill=req.prefill or None, tool_call_format=fmt, raw_content=out.text,
+            wall_latency_ms=round(out.seconds * 1000.0, 3))
         return action
 
 

@@ -5,8 +5,7 @@ when a ``customer_goal_change`` fault fires (from that turn on its prompt holds 
 what it now wants to hear), and ends the chat with an explicit signal: the ``end_conversation``
 tool once it has been told what it wanted to hear, or ``request_human`` when it gives up. The
 persona (name, mood, language, expertise) may be drawn from a pool under the episode seed; the
-persona used is recorded in :meth:`config` and in every step's ``generation``, so a job can report
-its mix.
+persona used is recorded in its trajectory's agent record (``persona``), so a job can report its mix.
 
 In the customer's view the support agent's messages arrive as user messages and the customer's
 own as assistant messages; the env's first system message (written for the scenario's own
@@ -15,9 +14,10 @@ persona) is replaced by this agent's prompt.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from trajgym.agents.base import AgentContext
+from trajgym.agents.chat import generation
 from trajgym.agents.openai_agent import OpenAIAgent
 from trajgym.envs.actions import say
 from trajgym.scenario.schema import Fact, GoalChange
@@ -78,12 +78,10 @@ class LLMCustomer(OpenAIAgent):
                       "expertise": list(expertise or [])}
         self.literal_opening = literal_opening
         self.literal_change = literal_change
-        self.persona: dict[str, Any] = {}
         self.opened = False
 
     def config(self) -> dict[str, Any]:
         out = super().config()
-        out["persona"] = dict(self.persona)
         out.update(literal_opening=self.literal_opening, literal_change=self.literal_change)
         if self.persona_pool:
             out["persona_pool"] = self.persona_pool
@@ -124,10 +122,11 @@ class LLMCustomer(OpenAIAgent):
         goal = "\n".join(f"- {f.name} (e.g. {' or '.join(f.any_of)})" for f in wants)
         request = self.spec.opening if change is None else CHANGED_REQUEST.format(
             message=change, opening=self.spec.opening)
+        persona = self.persona or {}
         return PROMPT.format(
-            name=self.persona["name"], mood_style=MOOD_STYLE.get(self.persona["mood"], self.persona["mood"]),
-            expertise_style=EXPERTISE_STYLE.get(self.persona["expertise"], ""),
-            language=self.persona["language"], request=request, facts=facts,
+            name=persona["name"], mood_style=MOOD_STYLE.get(persona["mood"], persona["mood"]),
+            expertise_style=EXPERTISE_STYLE.get(persona["expertise"], ""),
+            language=persona["language"], request=request, facts=facts,
             goal=goal or "- that your request was handled")
 
     def change_goal(self, info: dict[str, Any]) -> str | None:
@@ -155,17 +154,14 @@ class LLMCustomer(OpenAIAgent):
         if not self.opened:
             self.opened = True
             if self.literal_opening and not self.persona_changed:
-                return self.say_literally(self.spec.opening, opening=True)
+                return self.say_literally(self.spec.opening, "opening")
         change = self.change_goal(info)
         if change is not None and self.literal_change and not self.persona_changed:
-            return self.say_literally(change, goal_change=True)
-        action = await self.generate(info)
-        if self.generation is not None:
-            self.generation["persona"] = dict(self.persona)
-        return action
+            return self.say_literally(change, "goal_change")
+        return await self.generate(info)
 
-    def say_literally(self, text: str, **marks: bool) -> str:
-        """Say the scenario's own words (no model call); the step's generation says so."""
+    def say_literally(self, text: str, literal: Literal["opening", "goal_change"]) -> str:
+        """Say the scenario's own words (no model call); the step's generation says which."""
         self.history.append({"role": "assistant", "content": text})
-        self.generation = {"backend": "scripted", "persona": dict(self.persona), **marks}
+        self.generation = generation("scripted", model=self.model, weights_id=self.weights_id, literal=literal)
         return say(text)

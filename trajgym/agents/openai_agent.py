@@ -20,15 +20,27 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from trajgym import jsonio
 from trajgym.agents import http_client
 from trajgym.agents.base import AgentContext
-from trajgym.agents.chat import ChatAgent, check_sampling, check_tool_choice
+from trajgym.agents.chat import (
+    TOOL_CALL_PREFILL,
+    ChatAgent,
+    check_sampling,
+    check_tool_choice,
+    generation,
+)
+from trajgym.agents.tokens import ChatCodec, TokenChain, codec_for
 from trajgym.errors import InfraError, TrajgymError
 from trajgym.seeding import seeds_after
+from trajgym.serving.weights import weights_id
+from trajgym.trajectory.schema import Generation
 
+Api = Literal["chat", "tokens"]
+LogprobsMode = Literal["raw", "processed"]
 SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop", "presence_penalty",
                  "frequency_penalty", "top_k", "min_p", "repetition_penalty")
 RETRY_STATUS = {408, 429}
@@ -56,17 +68,22 @@ class OpenAIClient:
             headers["Authorization"] = f"Bearer {api_key}"
         # the request heads, built once: a request adds its body's length and the body
         self._chat_head = http_client.request_head(self._server, "POST", path, headers)
+        self.completions_url = f"{self.base_url}/completions"
+        self._completions_head = http_client.request_head(self._server, "POST",
+                                                          http_client.split_url(self.completions_url)[3], headers)
         models_path = http_client.split_url(f"{self.base_url}/models")[3]
         self._models_head = http_client.request_head(self._server, "GET", models_path, headers)
         self.timeout_s = timeout_s
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self._served: dict[str | None, ServedModel | None] = {}
 
-    async def _request(self, head: bytes, url: str, body: bytes | None) -> Any:
+    async def _request(self, head: bytes, url: str, body: bytes | None, retries: int | None = None) -> Any:
         """Send ``head`` and ``body`` (a request to ``url``, named in errors); the decoded answer."""
         last = ""
-        for attempt in range(self.retries):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries):
             if attempt:
                 await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
             try:
@@ -88,7 +105,7 @@ class OpenAIClient:
                 return jsonio.loads(raw, big_ints=False)  # ids, counts, logprobs, text
             except ValueError:
                 last = f"response is not JSON: {raw[:200].decode('utf-8', errors='replace')!r}"
-        raise InfraError(f"model server {url} failed {self.retries} attempt(s); last error: {last}")
+        raise InfraError(f"model server {url} failed {retries} attempt(s); last error: {last}")
 
     async def chat(self, body: bytes) -> dict[str, Any]:
         """One completion; ``body`` is the request's JSON, encoded."""
@@ -97,6 +114,28 @@ class OpenAIClient:
             raise InfraError(f"model server {self.url} returned no choices: {str(data)[:200]}")
         return data
 
+    async def complete(self, body: bytes) -> dict[str, Any]:
+        """One completion of a prompt given as token ids (``/completions``); ``body`` is the request's JSON."""
+        data = await self._request(self._completions_head, self.completions_url, body)
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise InfraError(f"model server {self.completions_url} returned no choices: {str(data)[:200]}")
+        return data
+
+    async def served_model(self, model: str | None) -> ServedModel | None:
+        """What the server says of ``model`` (its first model when None): name, checkpoint, context
+        length and the weights' id; asked once per client (one attempt: None when it does not answer)."""
+        if model not in self._served:
+            try:
+                data = await self._request(self._models_head, f"{self.base_url}/models", None, retries=1)
+            except TrajgymError:  # InfraError included: the episodes will meet the server's state
+                data = None
+            self._served[model] = await _served_model(data, model)
+        return self._served[model]
+
+    def forget_served(self) -> None:
+        """Ask the server again at the next :meth:`served_model` (its weights were reloaded)."""
+        self._served.clear()
+
     async def first_model(self) -> str:
         data = await self._request(self._models_head, f"{self.base_url}/models", None)
         try:
@@ -104,6 +143,31 @@ class OpenAIClient:
         except (KeyError, IndexError, TypeError):
             raise TrajgymError(f"model server {self.base_url}/models lists no model; "
                                "pass model=...") from None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model as an OpenAI-compatible server lists it (vLLM adds ``root`` and ``max_model_len``)."""
+
+    name: str
+    root: str | None
+    max_model_len: int | None
+    weights_id: str | None
+    """The content hash of the checkpoint's weights when ``root`` is a folder here, else its name."""
+
+
+async def _served_model(data: Any, model: str | None) -> ServedModel | None:
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and model in (None, entry["id"]):
+            root = entry.get("root") if isinstance(entry.get("root"), str) else None
+            length = entry.get("max_model_len")
+            weights = await asyncio.to_thread(weights_id, root) if root else None
+            return ServedModel(entry["id"], root, length if isinstance(length, int) else None,
+                               weights or (f"checkpoint:{root}" if root else None))
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,6 +210,20 @@ class OpenAIAgent(ChatAgent):
         text_tool_calls: also parse ``<tool_call>`` blocks in the content.
         reply_tool: offer a ``reply`` tool whose calls are chat messages (default: with
             ``tool_choice="required"``, so a forced model can still talk).
+        api: ``"chat"`` (default): send the history to ``/chat/completions``, rendered and tokenized
+            by the server; each turn's prompt ids are recorded as the server reports them, extending
+            the previous turn's or, where its rendering differs, as a chain break. ``"tokens"``: keep
+            the role's conversation as token ids and send them to ``/completions`` (vLLM), so every
+            turn extends the previous one by construction (:mod:`trajgym.agents.tokens`); the agent
+            renders the chat with the model's own tokenizer and template (``tokenizer``), and
+            ``tool_choice="required"`` starts the answer with ``<tool_call>``.
+        tokenizer: the folder of the served model's tokenizer, for ``api="tokens"`` (default: the
+            folder the server says it serves, ``root`` in ``/models``, when it is on this machine).
+        weights_id: the served weights' id, recorded in every generation (default: the content hash
+            of the served folder's weight files when it is on this machine, else its name).
+        loop_generation: the self-improvement loop's generation that made these weights, recorded.
+        logprobs_mode: what the server's logprobs are: ``"raw"`` (vLLM's default) or ``"processed"``
+            (a server started with ``--logprobs-mode processed_logprobs``).
     """
 
     kind = "openai"
@@ -156,8 +234,22 @@ class OpenAIAgent(ChatAgent):
                  retries: int = 5, backoff_s: float = 1.0, text_tool_calls: bool = True,
                  logprobs: bool = True, return_token_ids: bool = True,
                  extra_body: dict[str, Any] | None = None, request_seeds: bool = True,
-                 name: str | None = None, reply_tool: bool | None = None) -> None:
+                 name: str | None = None, reply_tool: bool | None = None, api: Api = "chat",
+                 tokenizer: str | None = None, weights_id: str | None = None, loop_generation: int | None = None,
+                 logprobs_mode: LogprobsMode = "raw") -> None:
         super().__init__(text_tool_calls=text_tool_calls, name=name, reply_tool=reply_tool)
+        if api not in ("chat", "tokens"):
+            raise TrajgymError(f"api must be chat or tokens, got {api!r}")
+        if logprobs_mode not in ("raw", "processed"):
+            raise TrajgymError(f"logprobs_mode must be raw or processed, got {logprobs_mode!r}")
+        self.api: Api = api
+        self.tokenizer = tokenizer
+        self.given_weights_id = weights_id
+        self.weights_id = weights_id
+        self.loop_generation = loop_generation
+        self.logprobs_mode: LogprobsMode = logprobs_mode
+        self.max_model_len: int | None = None
+        self.codec: ChatCodec | None = None
         self.tool_choice = check_tool_choice(tool_choice)
         self.sampling: dict[str, Any] = check_sampling(sampling, SAMPLING_KEYS)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://localhost:8000/v1"
@@ -181,15 +273,49 @@ class OpenAIAgent(ChatAgent):
     # ------------------------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "model": self.model, "sampling": dict(self.sampling),
-                "tool_choice": self.tool_choice, "strict": self.strict, "reply_tool": self.replies_by_tool,
-                "timeout_s": self.timeout_s, "retries": self.retries,
-                "text_tool_calls": self.text_tool_calls, "request_seeds": self.request_seeds}
+        return {"api": self.api, "sampling": dict(self.sampling), "tool_choice": self.tool_choice,
+                "strict": self.strict, "reply_tool": self.replies_by_tool, "text_tool_calls": self.text_tool_calls,
+                "request_seeds": self.request_seeds, "logprobs_mode": self.logprobs_mode,
+                **({"extra_body": dict(self.extra_body)} if self.extra_body else {})}
+
+    def transport(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "timeout_s": self.timeout_s, "retries": self.retries,
+                **({"tokenizer": self.tokenizer} if self.tokenizer else {})}
+
+    async def aprepare(self) -> None:
+        """Ask the server (once per client) for the served model: its name when none was given, its
+        weights' id, its context length; with ``api="tokens"``, load the tokenizer."""
+        served = await self.client.served_model(self.model)
+        if served is not None:
+            self.model = self.model or served.name
+            self.max_model_len = served.max_model_len
+            if self.given_weights_id is None:
+                self.weights_id = served.weights_id
+        if self.api == "tokens":
+            folder = self.tokenizer or (served.root if served is not None else None)
+            if folder is None:
+                raise TrajgymError(f"api: tokens needs the served model's tokenizer: {self.base_url}/models names no "
+                                   "folder (root) of it; pass the tokenizer option (a local model folder)")
+            self.codec = await asyncio.to_thread(codec_for, folder)
+
+    def prepare(self) -> None:
+        """The sync :meth:`aprepare` (one private event loop)."""
+        async def once() -> None:
+            try:
+                await self.aprepare()
+            finally:
+                await close_connections()
+        asyncio.run(once())
 
     def reset(self, ctx: AgentContext) -> None:
         super().reset(ctx)
         self._encoded = []
         self.seed_key = (ctx.seed, ctx.trial, ctx.role)
+        if self.api == "tokens":
+            if self.codec is None:
+                raise TrajgymError("api: tokens: call prepare() (or aprepare()) before the episode: it loads the "
+                                   "tokenizer")
+            self.chain = TokenChain(self.codec)
 
     def act(self, messages: list[dict[str, Any]], info: dict[str, Any]) -> str:
         """The sync form, for :func:`trajgym.rollout.episode.play` (one private event loop)."""
@@ -201,8 +327,7 @@ class OpenAIAgent(ChatAgent):
         return asyncio.run(once())
 
     def replace_message(self, index: int, message: dict[str, Any]) -> None:
-        """Replace ``history[index]`` (a new system prompt, say); later requests send the new one."""
-        self.history[index] = message
+        super().replace_message(index, message)
         del self._encoded[index:]  # re-encoded at the next request
 
     def tools_for_request(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -255,6 +380,8 @@ class OpenAIAgent(ChatAgent):
 
     async def generate(self, info: dict[str, Any]) -> str:
         """One completion over the history; records the assistant message and :attr:`generation`."""
+        if self.chain is not None:
+            return await self._generate_tokens(info)
         if self.model is None:
             self.model = await self.client.first_model()
         sampling = self.request_sampling(info)  # once: the seed recorded is the seed sent
@@ -265,28 +392,62 @@ class OpenAIAgent(ChatAgent):
         choice = data["choices"][0]
         message = choice.get("message") or {}
         action, fmt = self.answer(message.get("content"), message.get("tool_calls"))
-        self.generation = self._generation(data, choice, latency_ms, fmt, sampling)
-        return action
-
-    def _generation(self, data: dict[str, Any], choice: dict[str, Any], latency_ms: float,
-                    fmt: str | None, sampling: dict[str, Any]) -> dict[str, Any]:
         lp = choice.get("logprobs") or {}
         content_lp = lp.get("content") if isinstance(lp, dict) else None
-        return {
-            "backend": "openai",
-            "model": data.get("model", self.model),
-            "sampling": dict(sampling),
-            "tool_choice": self.tool_choice,
-            "prompt_token_ids": data.get("prompt_token_ids"),
-            "token_ids": choice.get("token_ids"),
-            "logprobs": [t.get("logprob") for t in content_lp] if content_lp else None,
-            "finish_reason": choice.get("finish_reason"),
-            "usage": data.get("usage"),
-            "wall_latency_ms": round(latency_ms, 3),  # wall clock: dropped by strip_wall
-            "tool_call_format": fmt,
-            "raw_content": (choice.get("message") or {}).get("content"),
-            "response_id": data.get("id"),
-        }
+        completion = choice.get("token_ids")
+        start, new, why = self.served_tokens(data.get("prompt_token_ids"), completion)
+        self.generation = self._generation(
+            data, choice, sampling, latency_ms, api="chat", prompt_from=start, prompt_ids=new, chain_break=why,
+            token_ids=completion, logprobs=[t.get("logprob") for t in content_lp] if content_lp else None,
+            tool_call_format=fmt, raw_content=message.get("content"))
+        return action
+
+    async def _generate_tokens(self, info: dict[str, Any]) -> str:
+        """One completion of the role's token chain (``api="tokens"``) through ``/completions``."""
+        assert self.chain is not None
+        tools = (self.tools_of(info) or None) if self.tool_choice != "none" else None
+        prefill = TOOL_CALL_PREFILL if tools and self.tool_choice == "required" else ""
+        prompt, start, new, why = self.chain.prompt(self.history, tools, prefill)
+        sampling = self.request_sampling(info)
+        head: dict[str, Any] = {"model": self.model, **sampling, "prompt": prompt, "return_token_ids": True}
+        if self.logprobs:
+            head["logprobs"] = 0  # the sampled token's own log-probability
+        if self.max_model_len is not None:
+            room = self.max_model_len - len(prompt)
+            if room < 1:
+                raise TrajgymError(f"the {info.get('role', 'agent')}'s conversation ({len(prompt)} tokens) fills the "
+                                   f"context of {self.model} ({self.max_model_len} tokens); lower the scenario's "
+                                   "limits.max_turns (or --max-turns), or serve a longer --max-model-len")
+            head["max_tokens"] = min(int(sampling.get("max_tokens") or room), room)
+        head.update(self.extra_body)
+        t0 = time.perf_counter()
+        data = await self.client.complete(jsonio.dumps(head))
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        self.calls += 1
+        choice = data["choices"][0]
+        completion = choice.get("token_ids")
+        if not isinstance(completion, list):
+            raise TrajgymError(f"api: tokens needs the completion's token ids: {self.client.completions_url} did not "
+                               "return them (return_token_ids is a vLLM extension); use api: chat with this server")
+        raw = prefill + str(choice.get("text") or "")
+        action, fmt = self.answer(raw)
+        self.chain.completed(completion, len(self.history))
+        lp = choice.get("logprobs") or {}
+        token_lp = lp.get("token_logprobs") if isinstance(lp, dict) else None
+        self.generation = self._generation(
+            data, choice, sampling, latency_ms, api="tokens", prompt_from=start, prompt_ids=new, chain_break=why,
+            token_ids=completion, logprobs=token_lp, tool_call_format=fmt, raw_content=raw, prefill=prefill or None)
+        return action
+
+    def _generation(self, data: dict[str, Any], choice: dict[str, Any], sampling: dict[str, Any],
+                    latency_ms: float, **fields: Any) -> Generation:
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        return generation(
+            "openai", model=data.get("model", self.model), weights_id=self.weights_id,
+            loop_generation=self.loop_generation, sampling=dict(sampling), tool_choice=self.tool_choice,
+            logprobs_mode=self.logprobs_mode if self.logprobs else None, finish_reason=choice.get("finish_reason"),
+            usage={k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")} if usage else None,
+            response_id=data.get("id"), wall_latency_ms=round(latency_ms, 3), **fields)
 
 
 _TOOLS_CACHE: dict[tuple[int, bool, int], tuple[list[dict[str, Any]], bytes]] = {}

@@ -31,7 +31,8 @@ def filter_command(args: argparse.Namespace, console: Console) -> int:
                         "thousands of episodes on a CPU)"):
         result = filter_file(args.file, args.config, args.out, embedder=Embedder(device=args.device))
     console.print(steps_table(result))
-    console.print(f"kept {len(result.kept)} of {result.total} episodes; wrote {args.out}", highlight=False)
+    console.print(f"kept {len(result.kept)} of {result.total} episodes; wrote {args.out}, and the dropped ones with "
+                  f"the step and reason that dropped each to {result.sidecar}", highlight=False)
     return 0
 
 

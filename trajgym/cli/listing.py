@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+
 from rich.console import Console
 from rich.table import Table
 
 from trajgym.envs.registration import ENVS
 from trajgym.errors import TrajgymError
 from trajgym.scenario.catalog import builtin_scenarios
-from trajgym.scenario.loader import load
+from trajgym.world.loader import load
+
+
+def list_command(args: argparse.Namespace, console: Console) -> int:
+    return list_all(args.what, console)
 
 
 def list_all(what: str, console: Console) -> int:

@@ -7,10 +7,11 @@ one-line message and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,23 +22,38 @@ from trajgym.cli.report import add_report_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
 from trajgym.errors import TrajgymError
+from trajgym.registry import resolve
 
 # Logs and CI are not terminals: give tables room there instead of rich's default 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trajgym", description="Turn simulated work into training data for AI agents.")
-    p.add_argument("--version", action="version", version=f"trajgym {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, what adds its parser, and what runs it.
 
+    ``run`` is a lazy ``"module:function"``, imported only when the command runs (``trajgym --help``
+    and every other command stay fast); the function takes the parsed arguments and the console
+    and returns the exit code.
+    """
+
+    name: str
+    add_parser: Callable[[Any], object]
+    run: str
+
+
+def _add_validate_parser(sub: Any) -> None:
     v = sub.add_parser("validate", help="check scenario files; print problems as file:line:col: message")
     v.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders (searched for *.yaml)")
 
+
+def _add_list_parser(sub: Any) -> None:
     ls = sub.add_parser("list", help="list the registered envs and the built-in scenarios")
     ls.add_argument("what", nargs="?", choices=["envs", "scenarios", "all"], default="all")
 
+
+def _add_rollout_parser(sub: Any) -> None:
     r = sub.add_parser("rollout", help="play episodes and append their trajectories to a JSONL file")
     r.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                    help="scenario ids, files or folders (default: every built-in scenario)")
@@ -75,79 +91,56 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--customer-base-url", help="server of the LLM customer (default: --base-url)")
     m.add_argument("--customer-model", help="model of the LLM customer (default: --model)")
 
+
+def _add_show_parser(sub: Any) -> None:
     s = sub.add_parser("show", help="print an episode of a trajectory file readably")
     s.add_argument("file", help="a trajectory JSONL file")
     s.add_argument("--episode", help="episode id (default: the first episode)")
     s.add_argument("--list", action="store_true", help="list the episodes instead")
 
-    add_serve_parser(sub)
-    add_score_parser(sub)
-    add_filter_parser(sub)
-    add_report_parser(sub)
 
+def _add_schema_parser(sub: Any) -> None:
     sc = sub.add_parser("schema", help="print a JSON Schema")
     sc.add_argument("which", choices=["trajectory", "scenario"])
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("validate", _add_validate_parser, "trajgym.cli.validate:validate_command"),
+    Command("list", _add_list_parser, "trajgym.cli.listing:list_command"),
+    Command("rollout", _add_rollout_parser, "trajgym.cli.rollout:rollout_command"),
+    Command("show", _add_show_parser, "trajgym.cli.show:show_command"),
+    Command("serve", add_serve_parser, "trajgym.cli.serve:serve"),
+    Command("score", add_score_parser, "trajgym.cli.score:score"),
+    Command("filter", add_filter_parser, "trajgym.cli.filter:filter_command"),
+    Command("report", add_report_parser, "trajgym.cli.report:report"),
+    Command("schema", _add_schema_parser, "trajgym.cli.schema:schema_command"),
+)
+"""The subcommands, in the order ``trajgym --help`` lists them. A new subcommand is a new row."""
+_BY_NAME = {command.name: command for command in COMMANDS}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trajgym", description="Turn simulated work into training data for AI agents.")
+    p.add_argument("--version", action="version", version=f"trajgym {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # the command line as typed, for the records of what made a file (trajgym rollout)
+    args.command_line = "trajgym " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
-        if args.command == "validate":
-            from trajgym.cli.validate import validate
-
-            return validate(args.paths, console)
-        if args.command == "list":
-            from trajgym.cli.listing import list_all
-
-            return list_all(args.what, console)
-        if args.command == "rollout":
-            from trajgym.cli.rollout import rollout
-
-            command = "trajgym " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-            return rollout(args, console, command)
-        if args.command == "show":
-            from trajgym.cli.show import show
-
-            return show(args.file, args.episode, args.list, console)
-        if args.command == "serve":
-            from trajgym.cli.serve import serve
-
-            return serve(args, console)
-        if args.command == "score":
-            from trajgym.cli.score import score
-
-            return score(args, console)
-        if args.command == "report":
-            from trajgym.cli.report import report
-
-            return report(args, console)
-        if args.command == "filter":
-            from trajgym.cli.filter import filter_command
-
-            return filter_command(args, console)
-        if args.command == "schema":
-            return _schema(args.which)
+        run: Callable[[argparse.Namespace, Console], int] = resolve(_BY_NAME[args.command].run)
+        return run(args, console)
     except TrajgymError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return 2
-
-
-def _schema(which: str) -> int:
-    if which == "trajectory":
-        from trajgym.trajectory.schema import Trajectory
-
-        schema = Trajectory.model_json_schema()
-    else:
-        from trajgym.scenario.schema import Scenario
-
-        schema = Scenario.model_json_schema(by_alias=True)
-    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

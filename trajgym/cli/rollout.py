@@ -12,20 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trajgym.errors import TrajgymError
-from trajgym.rollout.jobs import (
-    AgentChoice,
-    AgentSpec,
-    Job,
-    JobResult,
-    check_agent,
-    check_output,
-    load_job,
-    run_job,
-)
+from trajgym.rollout.agentspec import AgentChoice, AgentSpec, check_agent
+from trajgym.rollout.jobfile import Job, load_job
+from trajgym.rollout.jobs import run_job
+from trajgym.rollout.output import check_output
 from trajgym.rollout.runner import PERSONA_TRAITS, ScenarioSummary, total
+from trajgym.rollout.sink import JobResult
 from trajgym.scenario.catalog import builtin_dir, scenario_files
-from trajgym.scenario.loader import load
-from trajgym.trajectory.store import INFRA_ERROR
+from trajgym.trajectory.schema import INFRA_ERROR
+from trajgym.world.loader import load
 
 JOB_FIELDS = ("scenarios", "agent", "episodes", "trials", "seed", "max_turns")
 """Flags that a job file declares itself (--out, --concurrency, --workers and --backend override it)."""
@@ -108,6 +103,10 @@ def job_from_args(args: argparse.Namespace) -> Job:
     if job.backend == "ray" and job.workers > 1:
         raise TrajgymError("workers are for the local backend; with --backend ray, Ray's own workers share the job")
     return job
+
+
+def rollout_command(args: argparse.Namespace, console: Console) -> int:
+    return rollout(args, console, args.command_line)
 
 
 def rollout(args: argparse.Namespace, console: Console, command: str) -> int:

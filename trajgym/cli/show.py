@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -19,6 +20,10 @@ ROLE_STYLE = {"customer": "cyan", "support": "green", "supervisor": "magenta"}
 def _short(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_command(args: argparse.Namespace, console: Console) -> int:
+    return show(args.file, args.episode, args.list, console)
 
 
 def show(path: str, episode_id: str | None, list_only: bool, console: Console) -> int:

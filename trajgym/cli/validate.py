@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from rich.console import Console
 
 from trajgym.errors import Problem, ScenarioError, TrajgymError
 from trajgym.scenario.catalog import scenario_files
-from trajgym.scenario.loader import ScenarioTemplate, load
+from trajgym.world.loader import ScenarioTemplate, load
 
 
 def check_file(path: Path) -> tuple[ScenarioTemplate | None, list[Problem]]:
@@ -51,6 +52,10 @@ def _printable(text: str, console: Console) -> str:
         return text.encode(encoding, errors="backslashreplace").decode(encoding)
     except LookupError:
         return text
+
+
+def validate_command(args: argparse.Namespace, console: Console) -> int:
+    return validate(args.paths, console)
 
 
 def validate(paths: list[str], console: Console) -> int:

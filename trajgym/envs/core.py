@@ -20,11 +20,13 @@ from typing import Any
 from trajgym import jsonio
 from trajgym.envs.actions import ActionError, ParsedAction, ToolCall, parse_action
 from trajgym.faults.layer import FaultLayer, FaultRecord
-from trajgym.scenario.loader import ScenarioInstance, ScenarioTemplate
 from trajgym.scenario.schema import ForbiddenAction, Goal, GoalChange, ToolFault
-from trajgym.seeding import rng, stable_seed
+from trajgym.seeding import rng
+from trajgym.trajectory.schema import Generation
+from trajgym.trajectory.units import episode_id
 from trajgym.world.conditions import evaluate
 from trajgym.world.control import ENDINGS, ControlTools
+from trajgym.world.loader import ScenarioInstance, ScenarioTemplate
 from trajgym.world.tools import ToolResult
 
 PARTNER = {"support": "customer", "customer": "support", "supervisor": "support"}
@@ -36,11 +38,6 @@ class RoleView:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-
-
-def episode_id(scenario_id: str, seed: int, trial: int = 0) -> str:
-    """A deterministic episode id: the same scenario, seed and trial give the same id."""
-    return f"{scenario_id}-{stable_seed('episode', scenario_id, seed, trial):016x}"[: len(scenario_id) + 13]
 
 
 def _args_match(expected: dict[str, Any], actual: Any) -> bool:
@@ -60,7 +57,7 @@ class Episode:
     """One running episode of a scenario instance."""
 
     def __init__(self, instance: ScenarioInstance, *, trial: int = 0, episode_id_: str | None = None,
-                 max_turns: int | None = None) -> None:
+                 max_turns: int | None = None, policy: str = "") -> None:
         self.instance = instance
         spec = instance.spec
         self.spec = spec
@@ -68,7 +65,9 @@ class Episode:
         """The turn limit: the scenario's ``limits.max_turns``, or a lower cap (a job's ``max_turns``)."""
         self.domain = instance.domain
         self.roles: list[str] = list(spec.roles)
-        self.episode_id = episode_id_ or episode_id(spec.id, instance.seed, trial)
+        self.policy = policy
+        """Who plays (:func:`trajgym.trajectory.units.policy_id`; empty for a view whose learner is the caller)."""
+        self.episode_id = episode_id_ or episode_id(spec.id, instance.seed, trial, policy)
         self.trial = trial
         self.state = instance.fresh_state()
         self.toolkit = self.domain.toolkit(self.state)
@@ -110,8 +109,9 @@ class Episode:
         )
 
     @classmethod
-    def start(cls, template: ScenarioTemplate, seed: int, *, trial: int = 0, max_turns: int | None = None) -> Episode:
-        return cls(template.instantiate(seed), trial=trial, max_turns=max_turns)
+    def start(cls, template: ScenarioTemplate, seed: int, *, trial: int = 0, max_turns: int | None = None,
+              policy: str = "") -> Episode:
+        return cls(template.instantiate(seed), trial=trial, max_turns=max_turns, policy=policy)
 
     # ------------------------------------------------------------------------------------------
     # views
@@ -152,7 +152,7 @@ class Episode:
     # ------------------------------------------------------------------------------------------
     # stepping
 
-    def step(self, role: str, action: str, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    def step(self, role: str, action: str, generation: Generation | None = None) -> dict[str, Any]:
         """Apply ``role``'s action; ``generation`` is what the model returned with it (token ids,
         logprobs, sampling settings), kept in the step record. Returns the recorded step."""
         if self.done:

@@ -11,17 +11,17 @@ NAMESPACE = "trajgym"
 # id -> (entry point, default kwargs, PettingZoo module)
 ENVS: dict[str, tuple[str, dict[str, object], str]] = {
     f"{NAMESPACE}/CustomerSupport-v0": (
-        "trajgym.envs.gym_env:TrajgymGymEnv",
+        "trajgym.rollout.gym_env:TrajgymGymEnv",
         {"scenario": DEFAULT_SCENARIO, "learner": "support", "domain": "customer_support"},
         "trajgym.envs.customer_support_v0",
     ),
     f"{NAMESPACE}/Workflow-v0": (
-        "trajgym.envs.gym_env:TrajgymGymEnv",
+        "trajgym.rollout.gym_env:TrajgymGymEnv",
         {"scenario": "employee_onboarding", "learner": "support", "domain": "workflow"},
         "trajgym.envs.workflow_v0",
     ),
     f"{NAMESPACE}/ToolUse-v0": (
-        "trajgym.envs.gym_env:TrajgymGymEnv",
+        "trajgym.rollout.gym_env:TrajgymGymEnv",
         {"scenario": "clean_csv", "learner": "support", "domain": "tool_use"},
         "trajgym.envs.tool_use_v0",
     ),

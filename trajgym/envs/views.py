@@ -11,7 +11,7 @@ from trajgym.envs.core import Episode
 from trajgym.envs.spaces import action_space, observation_space
 from trajgym.errors import TrajgymError
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import ScenarioTemplate, load
+from trajgym.world.loader import ScenarioTemplate, load
 
 
 def load_for_domain(scenario: str, domain: str | None) -> ScenarioTemplate:
@@ -38,10 +38,25 @@ def render_text(episode: Episode, last: int = 6) -> str:
     return "\n".join(lines)
 
 
-class MultiAgentView:
-    """What the AEC and Parallel views share: the scenario, per-agent spaces, render and close."""
+class EpisodeView:
+    """What every view of a running episode shares: ``ansi`` rendering and closing."""
 
     episode: Episode | None
+    render_mode: str | None
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self.episode is None:
+            return None
+        return render_text(self.episode)
+
+    def close(self) -> None:
+        if self.episode is not None:
+            self.episode.close()
+        self.episode = None
+
+
+class MultiAgentView(EpisodeView):
+    """What the AEC and Parallel views share: the scenario, per-agent spaces, and an episode view's parts."""
 
     def _setup(self, scenario: str, domain: str | None, render_mode: str | None) -> None:
         self.template = load_for_domain(scenario, domain)
@@ -67,16 +82,6 @@ class MultiAgentView:
             self.episode.close()
         self.episode = Episode.start(self.template, episode_seed, trial=int((options or {}).get("trial", 0)))
         return self.episode
-
-    def render(self) -> str | None:
-        if self.render_mode != "ansi" or self.episode is None:
-            return None
-        return render_text(self.episode)
-
-    def close(self) -> None:
-        if self.episode is not None:
-            self.episode.close()
-        self.episode = None
 
     def _require(self) -> Episode:
         if self.episode is None:

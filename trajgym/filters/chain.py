@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from trajgym.filters.config import DedupStep, FilterChain, load_filter_chain
 from trajgym.filters.dedup import best_first, exact_duplicates, near_duplicates
 from trajgym.filters.embed import Embedder
 from trajgym.filters.errors import FilterError
-from trajgym.scenario.diagnostics import suggest
-from trajgym.scorers.pipeline import iter_scored
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.registry import suggest
+from trajgym.trajectory.filtered import DroppedRecord, chain_stamp, write_filter_output
+from trajgym.trajectory.lines import open_lines
+from trajgym.trajectory.scored import ScoredTrajectory, parse_scored
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,8 @@ class FilterResult:
     steps: list[StepReport]
     dropped: list[Dropped]
     total: int
+    sidecar: Path | None = None
+    """Where :func:`filter_file` wrote the dropped episodes (None for :func:`apply_chain` alone)."""
 
 
 def apply_chain(records: Sequence[ScoredTrajectory], chain: FilterChain, *,
@@ -203,29 +208,49 @@ def apply_chain(records: Sequence[ScoredTrajectory], chain: FilterChain, *,
     return FilterResult([records[i] for i in alive], alive, steps, dropped, len(records))
 
 
+def chain_steps(chain: FilterChain) -> list[dict[str, Any]]:
+    """The chain's steps as one-key mappings with every setting in effect (defaults included): what
+    the kept records' stamp and its hash record."""
+    steps: list[dict[str, Any]] = []
+    for step in chain.filters:
+        value = step.value
+        steps.append({step.name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value})
+    return steps
+
+
 def filter_file(path: str | Path, chain: FilterChain | str | Path, out: str | Path, *,
                 embedder: Embedder | None = None) -> FilterResult:
     """Filter the scored file ``path`` with ``chain`` (a chain or its YAML file) into ``out``.
 
-    The input is never written: ``out`` must be another file; it is written whole or not at all
-    (a temporary file moved into place).
+    Each kept record carries the chain's stamp (its steps and their hash); the episodes dropped go to
+    the sidecar ``out``'s ``.dropped.jsonl`` with the step and the reason that dropped each
+    (:mod:`trajgym.trajectory.filtered`). The input is never written: ``out`` must be another file;
+    both outputs are written whole or not at all (temporary files moved into place).
     """
     src, dst = Path(path), Path(out)
     if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
         raise FilterError(f"--out {dst} is the input file: filtering never overwrites its input; name another file")
     if not src.is_file():
         raise FilterError(f"no scored file {src}: make one with `trajgym score TRAJECTORIES.jsonl --out {src}`")
+    chain_file = None if isinstance(chain, FilterChain) else Path(chain)
     if not isinstance(chain, FilterChain):
         chain = load_filter_chain(chain)
-    records = list(iter_scored(src))
+    numbered = [(n, parse_scored(src, n, raw, torn)) for n, raw, torn in open_lines(src, "scored trajectory")]
+    records = [rec for _, rec in numbered]
     result = apply_chain(records, chain, embedder=embedder)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for rec in result.kept:
-            fh.write(rec.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dst)
-    log.info("%s: kept %d of %d episodes, wrote %s", src, len(result.kept), len(records), dst)
+    stamp = chain_stamp(chain_steps(chain), chain_file)
+    kept = [rec.model_copy(update={"filter": stamp}) for rec in result.kept]
+    dropped = []
+    for d in result.dropped:
+        n, rec = numbered[d.index]
+        t = rec.trajectory
+        dropped.append(DroppedRecord(
+            episode_id=t.episode_id, scenario_id=t.scenario_id, seed=t.seed, trial=t.trial, policy=t.policy,
+            group=rec.group, source=f"{src}:{n}", step=d.step + 1, step_name=result.steps[d.step].step,
+            reason=d.reason, filter_hash=stamp.hash,
+            duplicate_of=records[d.duplicate_of].trajectory.episode_id if d.duplicate_of is not None else None))
+    side = write_filter_output(dst, kept, dropped)
+    result.kept = kept
+    result.sidecar = side
+    log.info("%s: kept %d of %d episodes, wrote %s (dropped ones: %s)", src, len(kept), len(records), dst, side)
     return result

@@ -39,7 +39,7 @@ import numpy as np
 
 from trajgym.filters.decisions import DEFAULT_ROLES, chain_hash
 from trajgym.filters.embed import Embedder, Vectors
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from trajgym.filters.decisions import DEFAULT_ROLES, action_names
 from trajgym.filters.embed import Embedder, Vectors
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 MAX_N = 3
 Episodes = Sequence[Trajectory | ScoredTrajectory]

@@ -22,8 +22,7 @@ from trajgym.filters.diversity import diversity as default_diversity
 from trajgym.report.aggregate import DiversityFn, ReportData, summarize
 from trajgym.report.page import render_page
 from trajgym.report.plots import draw_all
-from trajgym.scorers.pipeline import iter_scored
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory, iter_scored
 
 DEFAULT_MAX_TRANSCRIPTS = 1000
 

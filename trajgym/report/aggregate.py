@@ -22,8 +22,8 @@ from typing import Any
 from trajgym.filters.diversity import diversity as default_diversity
 from trajgym.scorers.base import BLAMES
 from trajgym.scorers.rank import pass_hat_k_by_scenario
-from trajgym.scorers.records import ScoredTrajectory
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 DiversityFn = Callable[[Sequence[Trajectory]], Mapping[str, float]]
 """Diversity figures of a set of trajectories: name -> value (distinct decision chains, entropies...)."""

@@ -1,15 +1,32 @@
-"""Play one episode with one agent per role, and turn it into a trajectory record."""
+"""Play one episode with one agent per role, and turn it into a trajectory record (schema 2)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from trajgym.agents.base import Agent, AgentContext
+from trajgym.agents.base import Agent, AgentContext, policy_of
 from trajgym.envs.core import Episode
 from trajgym.errors import InfraError
-from trajgym.scenario.loader import ScenarioTemplate
+from trajgym.scenario.catalog import scenario_ref
+from trajgym.trajectory.schema import TRAJECTORY_VERSION
 from trajgym.trajectory.store import provenance
+from trajgym.world.loader import ScenarioTemplate
+
+
+def prepare_agents(agents: Mapping[str, Agent]) -> str:
+    """Let every agent learn what its identity needs (:meth:`Agent.prepare`); the agents' policy id."""
+    for agent in agents.values():
+        agent.prepare()
+    return policy_of(agents)
+
+
+async def aprepare_agents(agents: Mapping[str, Agent]) -> str:
+    """:func:`prepare_agents` for agents that ask a model server."""
+    for agent in agents.values():
+        await agent.aprepare()
+    return policy_of(agents)
 
 
 def reset_agents(episode: Episode, agents: dict[str, Agent], *, every_role: bool = False) -> None:
@@ -49,22 +66,26 @@ async def aplay(episode: Episode, agents: dict[str, Agent]) -> Episode:
     return episode
 
 
-def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | None = None) -> dict[str, Any]:
+def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | None = None,
+                  job_id: str | None = None) -> dict[str, Any]:
     """The trajectory record (schema :class:`trajgym.trajectory.Trajectory`) of a finished episode."""
     outcome = dict(episode.outcome)
     final_state = outcome.pop("final_state")
     inst = episode.instance
     return {
-        "schema_version": 1,
+        "schema_version": TRAJECTORY_VERSION,
         "episode_id": episode.episode_id,
+        "job_id": job_id,
         "scenario_id": inst.id,
         "scenario_hash": inst.template.content_hash,
-        "scenario_path": str(inst.template.path),
+        "scenario_path": scenario_ref(inst.template.path),
         "domain": inst.domain.name,
         "seed": inst.seed,
         "trial": episode.trial,
+        "policy": episode.policy,
         "variables": inst.variables,
         "agents": [agents[r].describe(r) for r in episode.roles],
+        "tools": episode.tool_schemas,
         "steps": episode.steps,
         "faults": episode.fault_log,
         "final_state": final_state,
@@ -81,7 +102,8 @@ def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | 
 
 
 def run_episode(template: ScenarioTemplate, seed: int, agents: dict[str, Agent], *, trial: int = 0,
-                command: str | None = None, max_turns: int | None = None) -> dict[str, Any]:
+                command: str | None = None, max_turns: int | None = None, job_id: str | None = None) -> dict[str, Any]:
     """Instantiate, play and record one episode (``max_turns`` caps the scenario's turn limit)."""
-    episode = play(Episode.start(template, seed, trial=trial, max_turns=max_turns), agents)
-    return to_trajectory(episode, agents, command=command)
+    policy = prepare_agents(agents)
+    episode = play(Episode.start(template, seed, trial=trial, max_turns=max_turns, policy=policy), agents)
+    return to_trajectory(episode, agents, command=command, job_id=job_id)

@@ -11,25 +11,30 @@ Ray is optional: ``pip install 'trajgym[ray]'``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trajgym.errors import TrajgymError
-from trajgym.rollout.jobs import (
-    AgentSpec,
-    JobResult,
-    OnEpisode,
-    OnProgress,
-    _exclusive,
-    _in_flight,
-    _todo,
-    batches,
-    default_batch_size,
-    play_unit,
-)
-from trajgym.rollout.runner import WorkUnit, digest
+from trajgym.rollout.agentspec import AgentSpec, assign_policies
+from trajgym.rollout.inflight import in_flight, play_unit
+from trajgym.rollout.output import exclusive, todo
+from trajgym.rollout.runner import WorkUnit, job_id
+from trajgym.rollout.sink import JobResult, JobSink, OnEpisode, OnProgress
 from trajgym.trajectory.store import TrajectoryWriter
+
+
+def batches(units: list[WorkUnit], size: int) -> list[list[WorkUnit]]:
+    """``units`` cut into lists of at most ``size``."""
+    n = max(1, size)
+    return [units[i:i + n] for i in range(0, len(units), n)] if units else []
+
+
+def default_batch_size(n_units: int, workers: int) -> int:
+    """Enough batches to keep ``workers`` busy (about four each), at most 16 units a batch."""
+    return max(1, min(16, math.ceil(n_units / max(1, 4 * workers))))
 
 
 def import_ray() -> Any:
@@ -44,7 +49,7 @@ def import_ray() -> Any:
 def play_batch(units: list[WorkUnit], agents: AgentSpec, concurrency: int, command: str | None) -> list[dict[str, Any]]:
     """Play a batch of units (in a Ray worker); their trajectories, in the order they ended."""
     out: list[dict[str, Any]] = []
-    asyncio.run(_in_flight(units, concurrency, lambda u: play_unit(u, agents, command=command), out.append))
+    asyncio.run(in_flight(units, concurrency, lambda u: play_unit(u, agents, command=command), out.append))
     return out
 
 
@@ -61,12 +66,15 @@ def run_job_ray(units: list[WorkUnit], out: str | Path, agents: AgentSpec, *, ad
         raise TrajgymError("concurrency must be at least 1")
     ray = import_ray()
     out = Path(out)
-    with _exclusive(out):
-        todo, skipped, torn = _todo(units, out, resume)
-        result = JobResult({}, skipped=skipped, torn=torn)
+    units = asyncio.run(assign_policies(units, agents))
+    job = job_id(units)
+    units = [dataclasses.replace(u, job_id=job) for u in units]
+    with exclusive(out):
+        left, skipped, torn = todo(units, out, resume)
+        result = JobResult({}, skipped=skipped, torn=torn, job_id=job)
         if on_start is not None:
-            on_start(result, len(todo))
-        if not todo:
+            on_start(result, len(left))
+        if not left:
             return result
         started = False
         if not ray.is_initialized():
@@ -78,23 +86,19 @@ def run_job_ray(units: list[WorkUnit], out: str | Path, agents: AgentSpec, *, ad
             started = True
         try:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            size = batch_size or default_batch_size(len(todo), cpus)
+            size = batch_size or default_batch_size(len(left), cpus)
             remote = ray.remote(num_cpus=1)(play_batch)
-            queue = batches(todo, size)
+            queue = batches(left, size)
             queue.reverse()
-            in_flight: list[Any] = []
+            running: list[Any] = []
             with TrajectoryWriter(out, fsync=fsync) as writer:
-                while queue or in_flight:
-                    while queue and len(in_flight) < 2 * cpus:
-                        in_flight.append(remote.remote(queue.pop(), agents, concurrency, command))
-                    ready, in_flight = ray.wait(in_flight, num_returns=1)
+                sink = JobSink(writer, result, on_episode, on_progress)
+                while queue or running:
+                    while queue and len(running) < 2 * cpus:
+                        running.append(remote.remote(queue.pop(), agents, concurrency, command))
+                    ready, running = ray.wait(running, num_returns=1)
                     for traj in ray.get(ready[0]):
-                        writer.write(traj)
-                        result.record(digest(traj))
-                        if on_episode is not None:
-                            on_episode(traj)
-                        if on_progress is not None:
-                            on_progress(result)
+                        sink.episode(traj)
         finally:
             if started:
                 ray.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,10 +11,11 @@ from typing import Any
 
 from trajgym.agents import Agent, default_agent, make_agent
 from trajgym.errors import TrajgymError
-from trajgym.rollout.episode import run_episode
-from trajgym.scenario.loader import ScenarioTemplate
+from trajgym.rollout.episode import prepare_agents, run_episode
 from trajgym.seeding import stable_seed
-from trajgym.trajectory.store import TrajectoryWriter, UnitKey
+from trajgym.trajectory.store import TrajectoryWriter
+from trajgym.trajectory.units import UnitKey
+from trajgym.world.loader import ScenarioTemplate
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,15 @@ class WorkUnit:
     trial: int = 0
     max_turns: int | None = None
     """A cap on the scenario's ``limits.max_turns`` (a job's ``max_turns``); None keeps the scenario's."""
+    policy: str = ""
+    """Who plays it (:func:`trajgym.agents.base.policy_of`), set by the job once its agents are prepared."""
+    job_id: str | None = None
+    """The job it belongs to (:func:`job_id`), recorded in its trajectory."""
 
     @property
     def key(self) -> UnitKey:
-        """The unit's stable key, (scenario_id, seed, trial): the same fields of its trajectory."""
-        return (self.template.id, self.seed, self.trial)
+        """The unit's stable key, (scenario_id, seed, trial, policy): the same fields of its trajectory."""
+        return UnitKey(self.template.id, self.seed, self.trial, self.policy)
 
     @property
     def turn_limit(self) -> int:
@@ -49,15 +56,24 @@ def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials
     ]
 
 
+def job_id(units: Iterable[WorkUnit]) -> str:
+    """A job's id: a hash of its units' keys and scenario versions, so a resumed job keeps it and
+    another set of units (more episodes, another policy, changed scenarios) gets another."""
+    hasher = hashlib.blake2b(digest_size=6)
+    for key, content in sorted({(u.key, u.template.content_hash) for u in units}):
+        hasher.update(f"{key.scenario_id}\x1f{key.seed}\x1f{key.trial}\x1f{key.policy}\x1f{content}\n".encode())
+    return hasher.hexdigest()
+
+
 PERSONA_TRAITS = ("mood", "language", "expertise")
 """The traits of a customer persona that a job's summary counts."""
 
 
 def customer_persona(traj: dict[str, Any]) -> dict[str, Any] | None:
-    """The persona the customer of an episode played (its agent's recorded config), if any."""
+    """The persona the customer of an episode played (its agent record's ``persona``), if any."""
     for agent in traj["agents"]:
         if agent["role"] == "customer":
-            persona = agent.get("config", {}).get("persona")
+            persona = agent.get("persona")
             return persona if isinstance(persona, dict) and persona else None
     return None
 
@@ -154,12 +170,16 @@ def agents_for(template: ScenarioTemplate, support: str) -> dict[str, Agent]:
 def run(units: list[WorkUnit], out: str | Path, *, support: str = "oracle", command: str | None = None,
         on_episode: Callable[[dict[str, Any]], None] | None = None, fsync: bool = True) -> dict[str, ScenarioSummary]:
     """Play every unit in order, appending each episode to ``out`` as soon as it ends
-    (flushed, and fsynced unless ``fsync`` is false)."""
+    (flushed, and fsynced unless ``fsync`` is false). The episodes are those a job of the same
+    units writes (:func:`trajgym.rollout.jobs.run_job`), job id included."""
+    policies = {id(u.template): prepare_agents(agents_for(u.template, support)) for u in units}
+    units = [dataclasses.replace(u, policy=policies[id(u.template)]) for u in units]
+    job = job_id(units)
     summary: dict[str, ScenarioSummary] = {}
     with TrajectoryWriter(out, fsync=fsync) as writer:
         for unit in units:
             traj = run_episode(unit.template, unit.seed, agents_for(unit.template, support),
-                               trial=unit.trial, command=command, max_turns=unit.max_turns)
+                               trial=unit.trial, command=command, max_turns=unit.max_turns, job_id=job)
             writer.write(traj)
             summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
             if on_episode is not None:

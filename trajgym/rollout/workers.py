@@ -121,7 +121,7 @@ def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn:
     then DONE or the error. (The units travel in a file: a process's arguments that fill the pipe
     they are sent through leave the parent blocked on it if the new process fails before reading.)
     ``environ`` is the job's environment: the fork server's is that of when it started."""
-    from trajgym.rollout.jobs import _in_flight, play_unit
+    from trajgym.rollout.inflight import in_flight, play_unit
 
     os.environ.clear()
     os.environ.update(environ)  # OPENAI_BASE_URL, OPENAI_API_KEY, ... as the job's process has them
@@ -133,7 +133,7 @@ def _worker(units_file: str, shared: tuple[Any, Any], agents_factory: Any, conn:
     async def main() -> None:
         try:
             async with collector_tuned():
-                await _in_flight(units, concurrency, lambda u: play_unit(u, agents_factory, command=command),
+                await in_flight(units, concurrency, lambda u: play_unit(u, agents_factory, command=command),
                                  batch.add)
         finally:
             batch.send()  # the episodes that ended, before the end or the error
@@ -220,7 +220,7 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
     """Play ``units`` here and in ``workers - 1`` worker processes: ``on_episode(trajectory)`` for
     each episode played here, ``on_lines([(line, digest), ...])`` for the episodes of each message
     of a worker (both in this event loop). Returns the CPU seconds the workers spent."""
-    from trajgym.rollout.jobs import _in_flight, play_unit
+    from trajgym.rollout.inflight import in_flight, play_unit
 
     slots = shares(concurrency, workers, len(units))
     if not units:
@@ -290,7 +290,7 @@ async def play_in_workers(units: list[WorkUnit], agents_factory: Any, *, workers
                                                     name=f"trajgym-worker-{index + 1}-reader", daemon=True))
                     readers[-1].start()
 
-            here = _in_flight(SharedUnits(units, counter, lock), slots[0],
+            here = in_flight(SharedUnits(units, counter, lock), slots[0],
                               lambda u: play_unit(u, agents_factory, command=command), on_episode)
             tasks = [asyncio.ensure_future(here), asyncio.ensure_future(from_workers()),
                      asyncio.ensure_future(start_workers())]

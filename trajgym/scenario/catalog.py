@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 
 from trajgym.errors import UnknownScenarioError
@@ -52,3 +53,40 @@ def scenario_files(paths: list[str]) -> list[Path]:
         else:
             out.append(resolve(ref))
     return out
+
+
+BUILTIN = "builtin:"
+"""How a trajectory names a shipped scenario file: ``builtin:<domain>/<file>``, found wherever
+trajgym is installed (so a file is scored from any working directory, on any machine)."""
+
+
+def builtin_ref(path: str | Path) -> str | None:
+    """``builtin:<domain>/<file>`` when ``path`` is a shipped scenario file (or, for a path that does
+    not exist here, names one by its last two parts); else None."""
+    root = builtin_dir().resolve()
+    p = Path(path)
+    if p.exists():
+        try:
+            rel = p.resolve().relative_to(root)
+        except ValueError:
+            return None
+        return f"{BUILTIN}{rel.as_posix()}"
+    tail = Path(*p.parts[-2:]) if len(p.parts) >= 2 else None
+    if tail is not None and (root / tail).is_file():
+        return f"{BUILTIN}{tail.as_posix()}"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def scenario_ref(path: str | Path) -> str:
+    """What a trajectory records as its ``scenario_path``: a shipped file's ``builtin:`` reference,
+    else the file's absolute path."""
+    return builtin_ref(path) or str(Path(path).resolve())
+
+
+def resolve_ref(ref: str) -> Path:
+    """The file a trajectory's ``scenario_path`` names (``builtin:`` references included); the path
+    may not exist."""
+    if ref.startswith(BUILTIN):
+        return builtin_dir() / ref[len(BUILTIN):]
+    return Path(ref)

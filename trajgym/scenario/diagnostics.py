@@ -9,7 +9,6 @@ once, union tags disappear from the path, and every message says what to write i
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import re
 import types
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from trajgym.errors import Problem
+from trajgym.registry import suggest
 from trajgym.scenario.schema import ID_PATTERN
 from trajgym.scenario.yamlfile import LocatedData
 
@@ -189,11 +189,6 @@ def shown(value: Any) -> str:
         text = json.dumps(value)
         return text if len(text) <= 60 else text[:57] + '..."'
     return str(value)[:60]
-
-
-def suggest(word: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def _expected(ctx: dict[str, Any] | None, key: str) -> list[str]:

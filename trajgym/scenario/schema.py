@@ -3,17 +3,18 @@
 A scenario file is a *template*: strings may contain ``${name}`` references to ``variables``, drawn
 from the episode seed, so one file yields many distinct episodes. The models below validate the
 template's structure; the domain's own state model validates the world after the variables are
-filled in (see :mod:`trajgym.scenario.loader`).
+filled in (see :mod:`trajgym.world.loader`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trajgym.registry import suggest
 
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]*$"
@@ -219,8 +220,8 @@ def _check_matcher(arg: str, matcher: Any) -> None:
     ops = [str(k) for k in matcher]
     if len(ops) != 1 or ops[0] not in MATCH_OPERATORS:
         unknown = [op for op in ops if op not in MATCH_OPERATORS]
-        close = difflib.get_close_matches(unknown[0], MATCH_OPERATORS, n=1) if unknown else []
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        close = suggest(unknown[0], MATCH_OPERATORS) if unknown else None
+        hint = f"; did you mean '{close}'?" if close else ""
         raise ValueError(f"the matcher of argument '{arg}' needs exactly one of {', '.join(MATCH_OPERATORS)} "
                          f"(got {', '.join(ops) or 'none'}){hint}; to match a mapping, write {{equals: ...}}")
     op, value = ops[0], matcher[ops[0]]

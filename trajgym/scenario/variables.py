@@ -8,7 +8,6 @@ reference inside a longer string is formatted in place, with an optional format 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from trajgym.registry import suggest
 from trajgym.scenario.schema import Scenario, VariableSpec
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)(?::([^}]*))?\}")
@@ -109,8 +109,8 @@ def _missing_field(name: str, value: Any, part: str) -> str:
         return (f"variable '{name}' has no field '{part}': its value {value!r} is not a mapping "
                 f"(only a choice of mappings has fields)")
     fields = sorted(str(k) for k in value)
-    close = difflib.get_close_matches(part, fields, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    close = suggest(part, fields)
+    hint = f"; did you mean '{close}'?" if close else ""
     return f"variable '{name}' has no field '{part}'{hint} (fields: {', '.join(fields) or 'none'})"
 
 
@@ -426,5 +426,5 @@ def _field_problem(name: str, value: Any, fields: str) -> str | None:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = suggest(name, known)
+    return f" (did you mean '{close}'?)" if close else ""

@@ -26,51 +26,24 @@ Example::
 from __future__ import annotations
 
 import abc
-import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, ClassVar, TypeVar
 
 from trajgym.errors import TrajgymError
-from trajgym.scenario.loader import ScenarioInstance, ScenarioTemplate, load
+from trajgym.registry import Unknown, lookup
+from trajgym.scenario.catalog import resolve_ref
 from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.scored import BLAMES, Blame, Finding, ScoreResult
+from trajgym.world.loader import ScenarioInstance, ScenarioTemplate, load
 
-Blame = Literal["agent", "simulator", "tool", "infrastructure"]
-"""Who caused a failure: the agent under training, the customer simulator (broke character, ended
-early), a tool or injected fault (the task became impossible), or the infrastructure (model server)."""
-
-BLAMES: tuple[Blame, ...] = ("agent", "simulator", "tool", "infrastructure")
+__all__ = ["BLAMES", "Blame", "Finding", "ScoreResult", "Scorer", "ScorerError", "ScoringContext", "get_scorer", "register"]
 
 
 class ScorerError(TrajgymError):
     """A scorer was configured or used badly (unknown name, bad option, scenario file missing)."""
-
-
-class Finding(BaseModel):
-    """One located observation of a scorer: a violation, a missed milestone, a useless call..."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(description="short machine-readable label, e.g. 'violation', 'minefield', 'repeat_call'")
-    message: str
-    turn: int | None = Field(default=None, description="the step (turn) it happened at, if it has one")
-    blame: Blame | None = None
-
-
-class ScoreResult(BaseModel):
-    """What one scorer says about one trajectory. ``score`` is in [0, 1], higher is better."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    score: float = Field(ge=0.0, le=1.0)
-    passed: bool | None = Field(default=None, description="a binary verdict, for scorers that have one")
-    veto: bool = Field(default=False, description="zero the combined score whatever the weights (minefields)")
-    findings: list[Finding] = Field(default_factory=list)
-    details: dict[str, Any] = Field(default_factory=dict, description="scorer-specific numbers and diffs")
 
 
 class Scorer(abc.ABC):
@@ -121,12 +94,12 @@ def register(cls: T) -> T:
 
 def get_scorer(name: str) -> type[Scorer]:
     """The scorer class called ``name``, or an error that lists the known ones."""
-    try:
-        return SCORERS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, SCORERS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ScorerError(f"unknown scorer '{name}'.{hint} Known scorers: {', '.join(sorted(SCORERS))}") from None
+    return lookup(SCORERS, name, what="scorer", error=ScorerError, message=_unknown)
+
+
+def _unknown(u: Unknown) -> str:
+    hint = f" Did you mean '{u.close}'?" if u.close else ""
+    return f"unknown scorer '{u.name}'.{hint} Known scorers: {', '.join(u.known)}"
 
 
 @dataclass
@@ -144,7 +117,7 @@ class ScoringContext:
     """Free-form per-run cache for scorers (e.g. reference replays keyed by variation)."""
 
     def _find(self, scenario_path: str, episode_id: str) -> Path:
-        path = Path(scenario_path)
+        path = resolve_ref(scenario_path)  # builtin:<domain>/<file> wherever trajgym is installed
         if path.is_file():
             return path
         for folder in self.scenario_dirs:

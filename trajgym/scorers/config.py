@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trajgym.configfile import load_config
-from trajgym.errors import Problem, ScenarioError, TrajgymError
+from trajgym.errors import ConfigFileError, Problem, TrajgymError
 from trajgym.scenario.yamlfile import LocatedData
 from trajgym.scorers.base import SCORERS, Scorer, ScorerError, get_scorer
 
@@ -69,7 +69,7 @@ def default_config() -> ScoringConfig:
     return ScoringConfig.model_validate({"scorers": DEFAULT_SCORERS})
 
 
-class ScorerConfigError(ScenarioError):
+class ScorerConfigError(ConfigFileError):
     """A scorer config file is broken; every problem is located in the file."""
 
 

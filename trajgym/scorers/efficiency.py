@@ -157,15 +157,15 @@ def _tokens(traj: Trajectory) -> dict[str, int] | None:
         gen = step.generation
         if step.role != "support" or not gen:
             continue
-        usage = gen.get("usage") or {}
+        usage = gen["usage"]
         if usage:
             found = True
-            prompt += int(usage.get("prompt_tokens") or 0)
-            completion += int(usage.get("completion_tokens") or 0)
-        elif gen.get("token_ids"):
+            prompt += int(usage["prompt_tokens"] or 0)
+            completion += int(usage["completion_tokens"] or 0)
+        elif gen["token_ids"]:
             found = True
             completion += len(gen["token_ids"])
-            prompt += len(gen.get("prompt_token_ids") or [])
+            prompt += (gen["prompt_from"] or 0) + len(gen["prompt_ids"] or [])  # the whole prompt's length
     return {"prompt": prompt, "completion": completion} if found else None
 
 

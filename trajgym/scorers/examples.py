@@ -23,8 +23,8 @@ from trajgym.envs.core import Episode
 from trajgym.rollout.episode import play, run_episode, to_trajectory
 from trajgym.rollout.runner import agents_for
 from trajgym.scenario.catalog import resolve
-from trajgym.scenario.loader import load
 from trajgym.trajectory.schema import Trajectory
+from trajgym.world.loader import load
 
 
 def played(scenario: str, support: str = "oracle", seed: int = 0) -> Trajectory:

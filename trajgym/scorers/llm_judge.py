@@ -48,7 +48,8 @@ from typing import Any, ClassVar, Literal, get_args
 from trajgym.agents.openai_agent import OpenAIClient, close_connections
 from trajgym.errors import InfraError, TrajgymError
 from trajgym.scorers.base import Scorer, ScorerError, ScoreResult, ScoringContext, register
-from trajgym.scorers.transcript import DEFAULT_BUDGET, clip, instructions, transcript
+from trajgym.scorers.transcript import transcript
+from trajgym.trajectory.chat import DEFAULT_BUDGET, clip, instructions
 from trajgym.trajectory.schema import Trajectory
 
 log = logging.getLogger(__name__)

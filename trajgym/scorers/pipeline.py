@@ -1,8 +1,10 @@
 """Score trajectory files into a scored file: every episode through every configured scorer, a
 weighted total, blame, and a rank within its scenario variation.
 
-The inputs are read, never written. For each work unit of an input file only its latest episode is
-scored (a resumed job re-runs units that ended in ``infra_error``); a unit that only has
+The inputs are read, never written. For each work unit of an input file, ``(scenario, seed, trial,
+policy)``, only the line that counts is scored (:func:`trajgym.trajectory.units.counting`: a resumed
+job re-runs units that ended in ``infra_error``), so the episodes of several policies on the same
+seeds, even in one file, are all scored and ranked together per variation; a unit that only has
 ``infra_error`` episodes is written as excluded (``excluded: infra_error``, no scores) so the report
 can count it. Scoring streams: records are written to ``<out>.partial`` as they are scored, then
 ranked per group and moved to ``out`` in one step, so a crash never leaves a half-written ``out``
@@ -22,92 +24,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from trajgym.errors import TrajectoryFileError, TrajgymError
 from trajgym.scorers.base import Blame, ScoreResult, ScoringContext
 from trajgym.scorers.blame import attribute
 from trajgym.scorers.config import ActiveScorer, ScoringConfig
 from trajgym.scorers.rank import combine
-from trajgym.scorers.records import ScoredTrajectory, group_key
 from trajgym.scorers.workers import Item, can_fork, score_in_workers
 from trajgym.scorers.writer import RankTail, ScoredFileWriter, ScoringSummary
-from trajgym.trajectory.schema import Trajectory
-from trajgym.trajectory.store import INFRA_ERROR
+from trajgym.trajectory.lines import open_lines
+from trajgym.trajectory.schema import INFRA_ERROR, Trajectory
+from trajgym.trajectory.scored import ScoredTrajectory, group_key
+from trajgym.trajectory.store import parse_trajectory, read_heads
+from trajgym.trajectory.units import Head, counting
+from trajgym.trajectory.units import group_key as variation_key
 
 log = logging.getLogger(__name__)
 
 
-class _Unit(BaseModel):
-    """What picks the lines to score (a trajectory line's work unit and ending) and the scenario it
-    was played on. The rest of the line is checked by the JSON parser but never built into Python
-    objects."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    scenario_id: str
-    seed: int
-    trial: int
-    termination: str
-    episode_id: str
-    scenario_path: str
-    scenario_hash: str
+def select_lines(path: Path, *, skip_torn: bool = False) -> list[int]:
+    """Line numbers (1-based) to score in a trajectory file: the line that counts for each work unit
+    (:func:`trajgym.trajectory.units.counting`), in the order of the file."""
+    return [n for n, _ in _selected(path, skip_torn)]
 
 
-def select_lines(path: Path) -> list[int]:
-    """Line numbers (1-based) to score in a trajectory file: each unit's latest episode that did not
-    end in ``infra_error``, else its latest ``infra_error`` one; in the order units first appear."""
-    return [n for n, _ in _selected(path)]
+def _selected(path: Path, skip_torn: bool = False) -> list[tuple[int, Head]]:
+    """(line number, head) of each line :func:`select_lines` picks. A torn last line (a job killed
+    mid-write) is an error unless ``skip_torn``; any other broken line is an error naming it."""
+    return counting(read_heads(path, skip_torn=skip_torn))
 
 
-def _selected(path: Path) -> list[tuple[int, _Unit]]:
-    """(line number, unit) of each line :func:`select_lines` picks."""
-    chosen: dict[tuple[str, int, int], tuple[int, _Unit]] = {}
-    for n, ep in _numbered(path):
-        key = (ep.scenario_id, ep.seed, ep.trial)  # trajgym.trajectory.store.unit_key
-        infra = ep.termination == INFRA_ERROR
-        if key not in chosen or not infra or chosen[key][1].termination == INFRA_ERROR:
-            chosen[key] = (n, ep)
-    return sorted(chosen.values(), key=lambda chosen_line: chosen_line[0])
-
-
-def _numbered(path: Path) -> Iterator[tuple[int, _Unit]]:
-    """(line number, unit) for every episode line of a trajectory file. A torn last line (a job
-    killed mid-write) is skipped with a warning; any other broken line is an error naming it."""
-    with path.open(encoding="utf-8") as fh:
-        lines = enumerate(fh, 1)
-        ahead = next(lines, None)
-        while ahead is not None:
-            n, line = ahead
-            ahead = next(lines, None)
-            if not line.strip():
-                continue
-            try:
-                ep = _Unit.model_validate_json(line)
-            except ValidationError as exc:
-                if ahead is None and not line.endswith("\n"):
-                    log.warning("%s:%d: skipped the torn last line of a killed job", path, n)
-                    continue
-                raise TrajectoryFileError(path, n, _why(exc)) from None
-            yield n, ep
-
-
-def _why(exc: ValidationError) -> str:
-    """What is wrong with a line that is no trajectory, in a few words."""
-    error = exc.errors(include_url=False)[0]
-    if error["type"] == "json_invalid":
-        return str(error["msg"])
-    if error["type"] == "model_type":
-        return "not a trajectory (not a JSON object)"
-    return f"not a trajectory ({'.'.join(map(str, error['loc']))}: {error['msg']})"
-
-
-def _read_lines(path: Path, wanted: list[int]) -> Iterator[tuple[int, str]]:
+def _read_lines(path: Path, wanted: list[int]) -> Iterator[tuple[int, bytes]]:
     want = set(wanted)
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if n in want:
-                yield n, line
+    for n, raw, _torn in open_lines(path, "trajectory"):
+        if n in want:
+            yield n, raw
 
 
 class Scoring:
@@ -185,19 +135,20 @@ def _jsonable(value: Any) -> Any:
 
 async def ascore_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
                        on_scored: Callable[[ScoredTrajectory], None] | None = None,
-                       on_progress: Callable[[], None] | None = None) -> ScoringSummary:
+                       on_progress: Callable[[], None] | None = None, skip_torn: bool = False) -> ScoringSummary:
     """Score every input file into ``out`` (see the module docstring); returns the summary.
 
     ``concurrency`` episodes are scored at once when a scorer waits on a model server; with only
     synchronous scorers, one after the other (concurrency would only add overhead). ``on_scored``
-    gets each record as it is written, ``on_progress`` is called then."""
+    gets each record as it is written, ``on_progress`` is called then. A torn last line of an input
+    (a job killed mid-write) is an error unless ``skip_torn``, which leaves it out with a warning."""
     paths, writer = _start(inputs, out, scoring)
     at_once = concurrency if any(a.scorer.is_async for a in scoring.scorers) else 1
     sink = _Sink(writer, on_scored, on_progress)
     try:
         with _fewer_collections():
             for path in paths:
-                await _score_file(path, scoring, sink, at_once)
+                await _score_file(path, scoring, sink, at_once, skip_torn)
     except TrajectoryFileError:
         writer.discard()
         raise
@@ -236,14 +187,10 @@ class _Sink:
             self.on_progress()
 
 
-async def _score_file(path: Path, scoring: Scoring, sink: _Sink, at_once: int) -> None:
+async def _score_file(path: Path, scoring: Scoring, sink: _Sink, at_once: int, skip_torn: bool) -> None:
     batch: list[tuple[Trajectory, str]] = []
-    for n, line in _read_lines(path, select_lines(path)):
-        try:
-            traj = Trajectory.model_validate_json(line)
-        except ValueError as exc:
-            raise TrajectoryFileError(path, n, str(exc).splitlines()[0]) from None
-        batch.append((traj, f"{path}:{n}"))
+    for n, line in _read_lines(path, select_lines(path, skip_torn=skip_torn)):
+        batch.append((parse_trajectory(path, n, line), f"{path}:{n}"))
         if len(batch) >= at_once:
             await _score_batch(batch, scoring, sink)
             batch = []
@@ -277,27 +224,27 @@ def _fewer_collections(young: int = 20_000) -> Iterator[None]:
 
 def score_files(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, *, concurrency: int = 16,
                 workers: int = 1, on_scored: Callable[[ScoredTrajectory], None] | None = None,
-                on_progress: Callable[[], None] | None = None) -> ScoringSummary:
+                on_progress: Callable[[], None] | None = None, skip_torn: bool = False) -> ScoringSummary:
     """Synchronous :func:`ascore_files`. With ``workers`` > 1, the trajectories are scored in that
     many worker processes (:mod:`trajgym.scorers.workers`) when every scorer can be forked and no
     ``on_scored`` wants the records in this process; the scored file is the same either way."""
     if workers > 1 and on_scored is None and can_fork(scoring):
-        return _score_in_workers(inputs, out, scoring, workers, on_progress)
+        return _score_in_workers(inputs, out, scoring, workers, on_progress, skip_torn=skip_torn)
     if workers > 1:
         log.info("scoring in this process: %s", "on_scored wants the records here" if on_scored is not None
                  else "a scorer cannot run in a forked worker process (Scorer.forkable)")
     return asyncio.run(ascore_files(inputs, out, scoring, concurrency=concurrency, on_scored=on_scored,
-                                    on_progress=on_progress))
+                                    on_progress=on_progress, skip_torn=skip_torn))
 
 
 def _score_in_workers(inputs: Sequence[str | Path], out: str | Path, scoring: Scoring, workers: int,
-                      on_progress: Callable[[], None] | None) -> ScoringSummary:
+                      on_progress: Callable[[], None] | None, *, skip_torn: bool) -> ScoringSummary:
     paths, writer = _start(inputs, out, scoring)
     try:
-        selections = [(path, _selected(path)) for path in paths]
+        selections = [(path, _selected(path, skip_torn)) for path in paths]
         for _, selected in selections:  # loaded once here, not once in every worker
-            for _, unit in selected:
-                scoring.ctx.template_of(unit.scenario_path, unit.scenario_hash, unit.episode_id)
+            for _, head in selected:
+                scoring.ctx.template_of(head.scenario_path, head.scenario_hash, head.episode_id)
         with _fewer_collections():  # the workers inherit the thresholds
             score_in_workers(_items(selections), scoring, writer, workers, on_progress)
     except TrajectoryFileError:
@@ -309,30 +256,12 @@ def _score_in_workers(inputs: Sequence[str | Path], out: str | Path, scoring: Sc
     return writer.finish()
 
 
-def _items(selections: list[tuple[Path, list[tuple[int, _Unit]]]]) -> Iterator[tuple[str, Item]]:
+def _items(selections: list[tuple[Path, list[tuple[int, Head]]]]) -> Iterator[tuple[str, Item]]:
     """(scenario variation, item) of every line to score, in input order."""
     seq = 0
     for path, selected in selections:
-        units = dict(selected)
-        for n, line in _read_lines(path, list(units)):
-            unit = units[n]
-            yield group_key({"scenario_id": unit.scenario_id, "seed": unit.seed}), (seq, str(path), n, line)
+        heads = dict(selected)
+        for n, line in _read_lines(path, list(heads)):
+            key = heads[n].key
+            yield variation_key(key.scenario_id, key.seed), (seq, str(path), n, line)
             seq += 1
-
-
-def iter_scored(path: str | Path) -> Iterator[ScoredTrajectory]:
-    """Read a scored file, one validated :class:`ScoredTrajectory` per line."""
-    p = Path(path)
-    try:
-        fh = p.open(encoding="utf-8")
-    except OSError as exc:
-        raise TrajgymError(f"cannot open scored file {p}: {exc.strerror}") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield ScoredTrajectory.model_validate_json(line)
-            except ValueError as exc:
-                raise TrajgymError(f"{p}:{n}: not a scored trajectory ({str(exc).splitlines()[0]}); "
-                                   f"make one with `trajgym score`") from None

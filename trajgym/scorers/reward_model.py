@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 from trajgym.scorers.base import Scorer, ScorerError, ScoreResult, ScoringContext, register
-from trajgym.scorers.transcript import chat_messages
+from trajgym.trajectory.chat import chat_messages
 from trajgym.trajectory.schema import Trajectory
 
 log = logging.getLogger(__name__)

@@ -1,66 +1,19 @@
-"""Trajectories rendered for the model-based scorers: a readable transcript for an LLM judge
-(:func:`transcript`), and chat messages for a reward model's chat template (:func:`chat_messages`).
+"""Trajectories rendered for an LLM judge: a readable transcript (:func:`transcript`). (The chat
+rendering a reward model reads is the data products' :func:`trajgym.trajectory.chat.chat_messages`.)
 
-Both show the episode from the agent's side: the customer's (and supervisor's) messages, the agent's
+It shows the episode from the agent's side: the customer's (and supervisor's) messages, the agent's
 messages, each tool call with its arguments and result. The transcript also marks, on lines starting
 with ``!!``, what the test harness knows and the agent may not: faults injected into the tools,
 policy violations, malformed actions. Long parts are cut to a budget each (saying how much was cut),
 and a transcript over its total budget keeps its beginning and its end and says what it left out.
-
-    >>> clip("abcdefghij", 4)
-    'abcd… [6 more characters]'
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from trajgym.trajectory.schema import FaultRecord, StepRecord, ToolCallRecord, Trajectory
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Characters allowed per part of a rendering (the whole transcript's budget is separate)."""
-
-    message: int = 1500
-    arguments: int = 300
-    result: int = 400
-    instructions: int = 4000
-
-
-DEFAULT_BUDGET = Budget()
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, with a marker saying how many were cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more characters]"
-
-
-def as_text(value: Any) -> str:
-    """A tool's arguments or result as text: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-
-
-def instructions(traj: Trajectory, role: str = "support") -> str | None:
-    """The system prompt ``role`` was given (its policy), from its first observation; None if none."""
-    for step in traj.steps:
-        if step.role == role:
-            for message in step.observation:
-                if message.get("role") == "system" and isinstance(message.get("content"), str):
-                    return str(message["content"])
-            return None
-    return None
-
-
-def call_text(call: ToolCallRecord, budget: Budget = DEFAULT_BUDGET) -> str:
-    """``name(arguments) -> ok: result`` (or ``-> error (type): ...``), each part clipped."""
-    status = "ok" if call.ok else f"error ({call.error_type or 'error'})"
-    return (f"{call.name}({clip(as_text(call.arguments), budget.arguments)}) -> "
-            f"{status}: {clip(as_text(call.content), budget.result)}")
+from trajgym.trajectory.chat import DEFAULT_BUDGET, Budget, as_text, call_text, clip
+from trajgym.trajectory.schema import FaultRecord, StepRecord, Trajectory
 
 
 def _fault_note(fault: FaultRecord) -> str:
@@ -145,35 +98,3 @@ def transcript(traj: Trajectory, *, role: str = "support", max_chars: int = 1200
                budget: Budget = DEFAULT_BUDGET) -> Transcript:
     """The episode as text for a judge, at most about ``max_chars`` characters."""
     return fit(transcript_entries(traj, role, budget), max_chars)
-
-
-def chat_messages(traj: Trajectory, *, role: str = "support", include_instructions: bool = True,
-                  budget: Budget = DEFAULT_BUDGET) -> list[dict[str, str]]:
-    """The episode as a chat from ``role``'s side, for a chat template: ``role``'s steps are the
-    ``assistant`` (tool calls written into its text, consecutive steps merged into one message),
-    everyone else is the ``user`` (a supervisor's words marked as such), the instructions the
-    ``system``. Only what the agent saw: no fault or violation notes."""
-    out: list[dict[str, str]] = []
-    system = instructions(traj, role) if include_instructions else None
-    if system:
-        out.append({"role": "system", "content": system})
-    for step in traj.steps:
-        mine = step.role == role
-        parts: list[str] = []
-        if step.error:
-            parts.append(f"({step.role}: malformed action {clip(step.action, budget.arguments)})")
-        for call in step.tool_calls:
-            text = f"[tool call] {call_text(call, budget)}"
-            parts.append(text if mine else f"({step.role}: {text})")
-        if step.message:
-            text = clip(step.message, budget.message)
-            parts.append(text if mine or step.role == "customer" else f"[{step.role}] {text}")
-        if not parts:
-            continue
-        speaker = "assistant" if mine else "user"
-        content = "\n".join(parts)
-        if out and out[-1]["role"] == speaker:
-            out[-1]["content"] += "\n" + content
-        else:
-            out.append({"role": speaker, "content": content})
-    return out

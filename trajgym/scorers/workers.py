@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from trajgym.errors import TrajectoryFileError, TrajgymError
 from trajgym.scorers.writer import Entry, ScoredFileWriter
-from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.store import parse_trajectory
 
 if TYPE_CHECKING:
     from trajgym.scorers.pipeline import Scoring
@@ -47,7 +47,7 @@ QUEUED = 4
 POLL_S = 1.0
 """How often a waiting main process checks that its workers are alive."""
 
-Item = tuple[int, str, int, str]
+Item = tuple[int, str, int, bytes]
 """(sequence number, input file, line number, line) of one line to score."""
 
 
@@ -213,11 +213,11 @@ def _work(scoring: Scoring, inbox: Any, outbox: Any, parent: int) -> None:
         outbox.put([(seq, _score(scoring, path, n, line)) for seq, path, n, line in chunk])
 
 
-def _score(scoring: Scoring, path: str, n: int, line: str) -> Outcome:
+def _score(scoring: Scoring, path: str, n: int, line: bytes) -> Outcome:
     try:
-        traj = Trajectory.model_validate_json(line)
-    except ValueError as exc:
-        return _Invalid(path, n, str(exc).splitlines()[0])
+        traj = parse_trajectory(path, n, line)
+    except TrajectoryFileError as exc:
+        return _Invalid(path, n, exc.message)
     try:
         rec = scoring.score_sync(traj, f"{path}:{n}")
     except Exception as exc:

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from trajgym.scorers.rank import pass_hat_k_by_scenario, ranks
-from trajgym.scorers.records import ScoredTrajectory
+from trajgym.trajectory.scored import ScoredTrajectory
 
 
 @dataclass

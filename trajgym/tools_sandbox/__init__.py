@@ -11,10 +11,9 @@ Backends load lazily (the Docker SDK is an optional extra: ``pip install 'trajgy
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
 
+from trajgym.registry import Unknown, lookup, resolve
 from trajgym.tools_sandbox.base import Limits, RunResult, Sandbox, SandboxError, Snapshot
 
 BACKENDS: dict[str, str] = {
@@ -25,16 +24,16 @@ BACKENDS: dict[str, str] = {
 
 def backend_class(name: str) -> type[Sandbox]:
     """The Sandbox class registered as ``name``; SandboxError naming the close ones if unknown."""
-    if name not in BACKENDS:
-        close = difflib.get_close_matches(str(name), BACKENDS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise SandboxError(f"unknown sandbox backend {name!r}: {hint}known backends: "
-                           f"{', '.join(sorted(BACKENDS))}")
-    module, _, attr = BACKENDS[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    entry = lookup(BACKENDS, name, what="sandbox backend", error=SandboxError, message=_unknown, cutoff=0.5)
+    cls = resolve(entry)
     if not (isinstance(cls, type) and issubclass(cls, Sandbox)):
         raise SandboxError(f"backend {name!r} ({BACKENDS[name]}) is not a Sandbox class")
     return cls
+
+
+def _unknown(u: Unknown) -> str:
+    hint = f"did you mean {u.close!r}? " if u.close else ""
+    return f"unknown sandbox backend {u.name!r}: {hint}known backends: {', '.join(u.known)}"
 
 
 def open_sandbox(backend: str = "bwrap", limits: Limits | None = None, **options: Any) -> Sandbox:

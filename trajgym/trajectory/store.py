@@ -20,12 +20,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trajgym import jsonio
 from trajgym._version import __version__
 from trajgym.errors import TrajectoryFileError
-from trajgym.trajectory.schema import TRAJECTORY_VERSION, Trajectory
+from trajgym.trajectory.lines import decode_object, open_lines
+from trajgym.trajectory.schema import INFRA_ERROR, TRAJECTORY_VERSION, Trajectory
+from trajgym.trajectory.units import Head, UnitKey, finished, head_of, unit_key
+from trajgym.trajectory.v1 import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -162,55 +165,126 @@ class _Syncer:
         self._raise()
 
 
-def iter_episodes(path: str | Path, *, validate: bool = True, skip_broken: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield each episode of a JSONL file as a dict (validated against the schema by default)."""
-    p = Path(path)
+WHAT = "trajectory"
+
+
+class _HeadLine(BaseModel):
+    """The fields of a trajectory line that pick it (:class:`~trajgym.trajectory.units.Head`); the
+    rest of the line is checked by the JSON parser but never built into Python objects."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int
+    scenario_id: str
+    seed: int
+    trial: int
+    policy: str | None = None
+    termination: str
+    episode_id: str
+    scenario_path: str
+    scenario_hash: str
+
+
+def _decode(path: Path, n: int, raw: bytes, torn: bool) -> dict[str, Any]:
+    """Line ``n`` decoded, version checked, a version 1 line upgraded; else a located error."""
+    data = decode_object(path, n, raw, torn, WHAT)
+    version = data.get("schema_version")
+    if version == TRAJECTORY_VERSION:
+        return data
+    if version == 1:
+        try:
+            return upgrade(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrajectoryFileError(path, n, f"a broken schema 1 trajectory: {exc}") from None
+    if "scored_version" in data:
+        raise TrajectoryFileError(path, n, "a scored trajectory (trajgym score output), not a trajectory: give the "
+                                           "file the rollout wrote, or read it as scored records")
+    raise TrajectoryFileError(path, n, f"trajectory schema_version {version!r} is not supported "
+                                       f"(this trajgym reads 1 and {TRAJECTORY_VERSION})")
+
+
+def _skip(path: Path, n: int, torn: bool, skip_torn: bool) -> bool:
+    if torn and skip_torn:
+        log.warning("%s:%d: skipped the torn last line of a killed job", path, n)
+        return True
+    return False
+
+
+def parse_trajectory(path: str | Path, n: int, raw: bytes, torn: bool = False) -> Trajectory:
+    """Line ``n`` of a trajectory file as a validated model (version 1 upgraded), or a located error."""
     try:
-        fh = p.open(encoding="utf-8")
-    except OSError as exc:
-        raise TrajectoryFileError(p, 0, f"cannot open: {exc.strerror}") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
+        return Trajectory.model_validate_json(raw)
+    except ValidationError:
+        pass
+    return _validated(Path(path), n, _decode(Path(path), n, raw, torn))
+
+
+def _validated(path: Path, n: int, data: dict[str, Any]) -> Trajectory:
+    try:
+        return Trajectory.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, error["loc"]))
+        raise TrajectoryFileError(path, n, f"not a valid trajectory ({where}: {error['msg']})") from None
+
+
+def iter_episodes(path: str | Path, *, validate: bool = True, skip_torn: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield each episode of a trajectory file as a dict of schema version 2 (a version 1 line is
+    upgraded), validated against the schema unless ``validate`` is false. Every bad line is a
+    :class:`TrajectoryFileError` naming the file and line; ``skip_torn`` leaves out a torn last line
+    (a job killed mid-write) with a warning instead."""
+    p = Path(path)
+    for n, raw, torn in open_lines(p, WHAT):
+        try:
+            data = _decode(p, n, raw, torn)
+        except TrajectoryFileError:
+            if _skip(p, n, torn, skip_torn):
                 continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError("a line must be a JSON object")
-                version = data.get("schema_version")
-                if version != TRAJECTORY_VERSION:
-                    raise ValueError(f"trajectory schema_version {version!r} is not supported "
-                                     f"(this trajgym reads {TRAJECTORY_VERSION})")
-                if validate:
-                    Trajectory.model_validate(data)
-            except (ValueError, ValidationError) as exc:
-                if skip_broken:
-                    log.warning("%s:%d: skipped: %s", p, n, str(exc).splitlines()[0])
-                    continue
-                raise TrajectoryFileError(p, n, str(exc).splitlines()[0]) from None
-            yield data
+            raise
+        if validate:
+            _validated(p, n, data)
+        yield data
 
 
-UnitKey = tuple[str, int, int]
-"""A work unit's stable key: (scenario_id, seed, trial)."""
-
-INFRA_ERROR = "infra_error"
-
-
-def unit_key(trajectory: dict[str, Any]) -> UnitKey:
-    """The key of the work unit an episode played: (scenario_id, seed, trial)."""
-    return (trajectory["scenario_id"], trajectory["seed"], trajectory["trial"])
+def read_heads(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[int, Head]]:
+    """(line number, :class:`~trajgym.trajectory.units.Head`) of every episode line of a trajectory
+    file, reading only the fields that pick a line (a version 1 line is upgraded whole)."""
+    p = Path(path)
+    for n, raw, torn in open_lines(p, WHAT):
+        try:
+            line = _HeadLine.model_validate_json(raw)
+        except ValidationError:
+            line = None
+        if line is not None and line.schema_version == TRAJECTORY_VERSION and line.policy is not None:
+            key = UnitKey(line.scenario_id, line.seed, line.trial, line.policy)
+            yield n, Head(key, line.termination == INFRA_ERROR, line.episode_id, line.scenario_path,
+                          line.scenario_hash)
+            continue
+        try:
+            yield n, head_of(_decode(p, n, raw, torn))
+        except TrajectoryFileError:
+            if _skip(p, n, torn, skip_torn):
+                continue
+            raise
+        except KeyError as exc:
+            raise TrajectoryFileError(p, n, f"not a trajectory: no {exc}") from None
 
 
 def latest_per_unit(path: str | Path, *, validate: bool = True,
-                    skip_broken: bool = True) -> dict[UnitKey, dict[str, Any]]:
-    """The episode to score for each work unit of a job's output: its latest line that did not end
-    in ``infra_error``, keyed by :func:`unit_key` in the order units first finished. Resumed jobs
-    keep the infra-error lines of units they ran again; a unit with only those is left out. Broken
-    lines (a torn last line after a crash) are skipped with a warning unless ``skip_broken`` is false."""
+                    skip_torn: bool = True) -> dict[UnitKey, dict[str, Any]]:
+    """The episode that counts for each finished work unit of a job's output
+    (:func:`trajgym.trajectory.units.counting`: its latest line that did not end in
+    ``infra_error``), keyed by :class:`UnitKey` in the order of the file; a unit with only
+    ``infra_error`` lines is left out. A torn last line (a killed job) is skipped with a warning
+    unless ``skip_torn`` is false."""
+    wanted = {n for n, _ in finished(read_heads(path, skip_torn=skip_torn))}
+    p = Path(path)
     out: dict[UnitKey, dict[str, Any]] = {}
-    for ep in iter_episodes(path, validate=validate, skip_broken=skip_broken):
-        if ep["termination"] != INFRA_ERROR:
+    for n, raw, torn in open_lines(p, WHAT):
+        if n in wanted:
+            ep = _decode(p, n, raw, torn)
+            if validate:
+                _validated(p, n, ep)
             out[unit_key(ep)] = ep
     return out
 
@@ -242,7 +316,7 @@ def repair_torn_tail(path: str | Path) -> Path | None:
             whole = json.loads(tail)
         except ValueError:
             whole = None
-        if isinstance(whole, dict) and whole.get("schema_version") == TRAJECTORY_VERSION:
+        if isinstance(whole, dict) and whole.get("schema_version") in (1, TRAJECTORY_VERSION):
             fh.write(b"\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -260,8 +334,9 @@ def repair_torn_tail(path: str | Path) -> Path | None:
 
 
 def read(path: str | Path) -> list[Trajectory]:
-    """Every episode of a file, as validated models."""
-    return [Trajectory.model_validate(d) for d in iter_episodes(path, validate=False)]
+    """Every episode of a file, as validated models (version 1 lines upgraded)."""
+    p = Path(path)
+    return [parse_trajectory(p, n, raw, torn) for n, raw, torn in open_lines(p, WHAT)]
 
 
 def strip_wall(obj: Any) -> Any:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
 
 from trajgym.errors import UnknownDomainError
+from trajgym.registry import lookup, resolve
 from trajgym.world.base import Domain
 
 DOMAINS: dict[str, str] = {
@@ -18,13 +17,5 @@ DOMAINS: dict[str, str] = {
 
 def get_domain(name: str) -> Domain[Any, Any]:
     """The :class:`Domain` called ``name``; a clear error with a suggestion otherwise."""
-    target = DOMAINS.get(name)
-    if target is None:
-        close = difflib.get_close_matches(name, DOMAINS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UnknownDomainError(
-            f"unknown domain '{name}'{hint} (known: {', '.join(sorted(DOMAINS))})"
-        )
-    module, attr = target.split(":")
-    domain: Domain[Any, Any] = getattr(importlib.import_module(module), attr)
+    domain: Domain[Any, Any] = resolve(lookup(DOMAINS, name, what="domain", error=UnknownDomainError))
     return domain

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
+from trajgym.cli import demo
 from trajgym.cli.main import main as cli_main
-from trajgym.serving import demo
 
 
 def test_the_demo_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +30,7 @@ def test_the_demo_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         agents = {a["role"]: a for a in traj["agents"]}
         assert agents["support"]["kind"] == "openai" and agents["customer"]["kind"] == "llm_customer"
         config = agents["support"]["config"]
-        assert config["tool_choice"] == "required" and config["strict"] and config["timeout_s"] == 600
+        assert config["tool_choice"] == "required" and config["strict"] and agents["support"]["transport"]["timeout_s"] == 600
         assert config["sampling"] == {"temperature": 0.7, "max_tokens": 128}
     # every request the server saw forced a tool call and carried its own seed
     assert server.requests and all(r["tool_choice"] == "required" or "end_conversation" in json.dumps(r["tools"])
@@ -38,7 +38,7 @@ def test_the_demo_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert len({r["seed"] for r in server.requests}) == len(server.requests)
     text = capsys.readouterr().out
     assert re.search(r"Rollout summary \([^)]*\): [\d.]+ episodes/s, [\d.]+ tokens/s", " ".join(text.split()))
-    moods = sorted(next(a for a in t["agents"] if a["role"] == "customer")["config"]["persona"]["mood"]
+    moods = sorted(next(a for a in t["agents"] if a["role"] == "customer")["persona"]["mood"]
                    for t in trajs)
     mood_row = next(line for line in text.split("Customer personas")[1].splitlines() if "│ mood" in line)
     assert sorted(mood_row.split("│")[2].split()[::2]) == moods

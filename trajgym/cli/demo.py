@@ -1,4 +1,5 @@
-"""``make demo``: the bundled SmolLM2 model, served by vLLM, plays the built-in scenarios.
+"""``make demo`` (``python -m trajgym.cli.demo``): the bundled SmolLM2 model, served by vLLM, plays
+the built-in scenarios.
 
 Converts the bundled model (once), starts vLLM on it, runs a rollout job in which SmolLM2 plays the
 support agent and the customer (tool calls forced with ``tool_choice=required``), prints the summary
@@ -8,6 +9,9 @@ Every episode of the job is in flight at once (vLLM's continuous batching gives 
 with the most requests in flight), and each is cut after ``--max-turns`` turns, so the demo takes
 minutes on two CPU cores (about 7 when other jobs share them) rather than the better part of an
 hour. ``make demo-oracle`` is the fast run with the scripted oracle instead of a model.
+
+It drives ``trajgym rollout`` with the CLI's own console, so it lives with the CLI, above
+:mod:`trajgym.serving` (which it uses and which imports nothing of the CLI).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from trajgym.serving.server import VLLMServer
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trajgym.serving.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trajgym.cli.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("out", nargs="?", default="runs/demo.jsonl", help="trajectories (default runs/demo.jsonl)")
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR", help="default: every built-in scenario")
     p.add_argument("--episodes", type=int, default=1, help="variations per scenario (default 1)")

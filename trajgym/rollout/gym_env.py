@@ -1,5 +1,9 @@
 """The Gymnasium single-agent view: one role learns, the others are played by policies.
 
+It lives with the rollout code, above the agents, because it plays agents: the episode engine and
+the PettingZoo views (:mod:`trajgym.envs`) know nothing of them. Registered as
+``trajgym/<Name>-v<N>`` by :mod:`trajgym.envs.registration` (a lazy ``"module:Class"`` entry point).
+
 By default the support agent learns and the other roles are trajgym's scripted simulators; pass
 ``policies={"customer": my_agent}`` to plug in another (an LLM customer, say). A policy is a
 :class:`trajgym.agents.Agent` or the name of a registered one.
@@ -14,13 +18,13 @@ import gymnasium as gym
 from trajgym.agents import Agent, default_agent, make_agent
 from trajgym.envs.core import Episode
 from trajgym.envs.spaces import action_space, encode_observation, observation_space
-from trajgym.envs.views import load_for_domain, render_text
+from trajgym.envs.views import EpisodeView, load_for_domain
 from trajgym.errors import TrajgymError
-from trajgym.rollout.episode import reset_agents
+from trajgym.rollout.episode import prepare_agents, reset_agents
 from trajgym.scenario.catalog import DEFAULT_SCENARIO
 
 
-class TrajgymGymEnv(gym.Env[dict[str, str], str]):
+class TrajgymGymEnv(EpisodeView, gym.Env[dict[str, str], str]):
     """Single-agent view of a scenario.
 
     Args:
@@ -54,6 +58,7 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
             policy = given.get(role)
             self.policies[role] = (default_agent(role) if policy is None
                                    else make_agent(policy) if isinstance(policy, str) else policy)
+        prepare_agents(self.policies)
         self.observation_space = observation_space()  # type: ignore[assignment]
         self.action_space = action_space()
         self.render_mode = render_mode
@@ -97,12 +102,3 @@ class TrajgymGymEnv(gym.Env[dict[str, str], str]):
         assert ep is not None
         return encode_observation(ep.peek(self.learner), "done" if ep.done else "act")
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi" or self.episode is None:
-            return None
-        return render_text(self.episode)
-
-    def close(self) -> None:
-        if self.episode is not None:
-            self.episode.close()
-        self.episode = None
