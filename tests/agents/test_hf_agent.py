@@ -29,7 +29,7 @@ from trajgym.cli.rollout import job_from_args
 from trajgym.envs.core import Episode
 from trajgym.errors import TrajgymError
 from trajgym.rollout.episode import aplay, to_trajectory
-from trajgym.trajectory import iter_episodes
+from trajgym.trajectory import Trajectory, iter_episodes, role_tokens
 from trajgym.trajectory.store import strip_wall
 from trajgym.world.loader import ScenarioTemplate, load
 
@@ -180,6 +180,33 @@ def test_episode_records_token_ids_logprobs_and_sampling(tiny_model: Path, scena
     assert desc["kind"] == "hf" and desc["model"] == str(tiny_model)
     assert desc["config"]["sampling"] == {**DEFAULT_SAMPLING, **SAMPLING}
     assert agent.history[0]["role"] == "system"
+
+
+@pytest.mark.parametrize("tool_choice", ["auto", "required"])
+def test_every_turn_extends_the_last_and_the_rebuilt_sequence_holds_the_completions(
+        tool_choice: str, tiny_model: Path, scenario: ScenarioTemplate) -> None:
+    """The token chain: each turn's prompt is the previous turn's prompt and completion, exactly (the
+    agent sends ids, never re-rendered text); the rebuilt sequence's generated tokens are the
+    recorded completions, and what the model was given is what it was scored on."""
+    traj = play(scenario, HFAgent(model=tiny_model, sampling=SAMPLING, tool_choice=tool_choice))
+    steps = support_steps(traj)
+    assert len(steps) >= 3
+    prompts = full_prompts(steps)  # asserts prompt_from == the previous prompt + completion, every turn
+    tokens = role_tokens(Trajectory.model_validate(traj), "support")
+    assert tokens.exact and tokens.breaks == [] and tokens.untokenized == []
+    (segment,) = tokens.segments
+    assert segment.completions() == [s["generation"]["token_ids"] for s in steps]
+    assert segment.turns == [s["turn"] for s in steps]
+    last = steps[-1]["generation"]
+    assert segment.ids == prompts[-1] + last["token_ids"]
+    assert [lp for lp, mine in zip(segment.logprobs, segment.generated, strict=True) if mine] == [
+        lp for s in steps for lp in s["generation"]["logprobs"]]
+    # what the role observed (the customer's words, tool results, the env's notes) is in the sequence,
+    # never marked as the model's
+    tokenizer = load_model(tiny_model).tokenizer
+    given = tokenizer.decode([t for t, mine in zip(segment.ids, segment.generated, strict=True) if not mine])
+    observed = [m["content"] for s in steps for m in s["observation"] if m["role"] != "system"]
+    assert observed and all(text in given for text in observed)
 
 
 @pytest.mark.parametrize("mode", ["raw", "processed"])

@@ -16,8 +16,10 @@ from trajgym.filters import (
     filter_file,
     load_filter_chain,
 )
+from trajgym.filters.decisions import DEFAULT_ROLES
 from trajgym.scorers import ScoreResult
-from trajgym.trajectory.scored import ScoredTrajectory, iter_scored
+from trajgym.trajectory.filtered import dropped_path, iter_dropped
+from trajgym.trajectory.scored import FilterStamp, ScoredTrajectory, iter_scored
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +147,79 @@ def test_the_cli_prints_the_steps_and_refuses_bad_input(records: list[ScoredTraj
     config.write_text("filters:\n  - min_score: 0.7\n")
     assert cli(["filter", str(bad), "--config", str(config), "--out", str(out)]) == 1
     assert "not a scored trajectory" in capsys.readouterr().err
+
+
+def _unique_ids(records: list[ScoredTrajectory]) -> list[ScoredTrajectory]:
+    """The records with an episode id each (the copies above share their original's)."""
+    return [r.model_copy(update={"trajectory": r.trajectory.model_copy(update={"episode_id": f"ep{i}"})})
+            for i, r in enumerate(records)]
+
+
+AUDITED = ("filters:\n  - drop_excluded: true\n  - no_blame: [simulator]\n  - min_score: 0.7\n  - dedup:\n"
+           "  - top_k_per_group: 1\n")
+
+
+def test_the_audit_trail_stamps_kept_records_and_lists_the_dropped_ones(
+        records: list[ScoredTrajectory], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(_unique_ids(records), tmp_path / "scored.jsonl")
+    config = tmp_path / "filters.yaml"
+    config.write_text(AUDITED)
+    out = tmp_path / "kept.jsonl"
+    result = filter_file(src, config, out)
+    steps = [{"drop_excluded": True}, {"no_blame": ["simulator"]}, {"min_score": 0.7},
+             {"dedup": {"exact": True, "near": None, "scope": "group", "roles": list(DEFAULT_ROLES)}},
+             {"top_k_per_group": 1}]  # every setting in effect, the defaults included
+    kept = list(iter_scored(out))
+    assert [r.trajectory.episode_id for r in kept] == ["ep0", "ep5"] and kept == result.kept
+    stamp = kept[0].filter
+    assert stamp is not None and stamp.chain == steps and stamp.file == str(config)
+    assert len(stamp.hash) == 16 and all(r.filter == stamp for r in kept)
+
+    side = result.sidecar
+    assert side is not None and side == dropped_path(out) == tmp_path / "kept.dropped.jsonl"
+    dropped = list(iter_dropped(side))
+    inputs = {r.trajectory.episode_id: (n, r) for n, r in enumerate(iter_scored(src), 1)}
+    kept_ids, dropped_ids = {r.trajectory.episode_id for r in kept}, {d.episode_id for d in dropped}
+    assert kept_ids | dropped_ids == set(inputs) and not kept_ids & dropped_ids and len(dropped) == len(dropped_ids)
+    names = [s.step for s in result.steps]
+    assert names[:4] == ["drop_excluded true", "no_blame simulator", "min_score 0.7", "dedup exact (group)"]
+    assert [(d.episode_id, d.step, d.step_name, d.reason, d.duplicate_of) for d in dropped] == [
+        ("ep4", 1, names[0], "excluded (infra_error)", None),
+        ("ep3", 2, names[1], "blamed on simulator", None),
+        ("ep2", 3, names[2], "total < 0.7", None),
+        ("ep1", 4, names[3], "exact duplicate", "ep0"),
+        ("ep6", 4, names[3], "exact duplicate", "ep5"),
+        ("ep7", 4, names[3], "exact duplicate", "ep5"),
+    ]
+    for d in dropped:
+        n, record = inputs[d.episode_id]
+        t = record.trajectory
+        assert d.source == f"{src}:{n}" and d.filter_hash == stamp.hash
+        assert (d.scenario_id, d.seed, d.trial, d.policy, d.group) == (t.scenario_id, t.seed, t.trial, t.policy,
+                                                                       record.group)
+
+    assert cli(["filter", str(src), "--config", str(config), "--out", str(out)]) == 0
+    assert f"to {side}" in capsys.readouterr().out.replace("\n", "")  # the CLI says where the sidecar went
+
+
+def test_the_chain_hash_follows_the_settings_in_effect(records: list[ScoredTrajectory], tmp_path: Path) -> None:
+    src = _write(_unique_ids(records), tmp_path / "scored.jsonl")
+
+    def stamp_of(chain: str | FilterChain) -> FilterStamp:
+        config = tmp_path / "filters.yaml"
+        if isinstance(chain, str):
+            config.write_text(chain)
+        stamp = filter_file(src, config if isinstance(chain, str) else chain, tmp_path / "kept.jsonl").kept[0].filter
+        assert stamp is not None
+        return stamp
+
+    base = stamp_of(AUDITED).hash
+    assert stamp_of(AUDITED.replace("- dedup:\n", "- dedup: {exact: true, scope: group}\n")).hash == base  # defaults
+    from_no_file = stamp_of(load_filter_chain(tmp_path / "filters.yaml"))
+    assert from_no_file.hash == base and from_no_file.file is None
+    changed = [AUDITED.replace("min_score: 0.7", "min_score: 0.8"),
+               AUDITED.replace("- dedup:\n", "- dedup: {scope: scenario}\n"),
+               AUDITED.replace("  - top_k_per_group: 1\n", ""),
+               AUDITED.replace("  - drop_excluded: true\n", "") + "  - drop_excluded: true\n"]  # the order
+    hashes = {stamp_of(text).hash for text in changed}
+    assert len(hashes) == len(changed) and base not in hashes

@@ -160,5 +160,13 @@ def test_odd_texts_give_located_problems(text: str) -> None:
     check(text)
 
 
+def test_a_key_of_digits_that_are_not_ascii_is_located() -> None:
+    """'²'.isdigit() is true but int('²') fails: once found by the fuzzer, in the error's position lookup."""
+    data = yaml.safe_load(EXAMPLE)
+    data["world"]["customers"]["²"] = {"name": 1}
+    data["variables"]["²"] = {"pool": "nope"}
+    check(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
 def test_the_example_itself_loads() -> None:
     assert parse(EXAMPLE, "example.yaml").id == "refund_damaged_item"

@@ -11,6 +11,7 @@ import pytest
 
 from trajgym.serving.convert import MARKER, convert_bundled_model, is_converted
 from trajgym.serving.server import VLLMServer
+from trajgym.serving.weights import weights_id
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,54 @@ def test_vllm_serves_the_model(vllm_server: VLLMServer, tmp_path: Path) -> None:
     _logprobs_and_token_ids_come_back(vllm_server)
     _seeded_requests_repeat_and_survive_long_prompts(vllm_server)
     _real_episodes_carry_token_ids_logprobs_and_sampling(vllm_server, tmp_path)
+    _token_ids_api_keeps_every_turn_exact(vllm_server, tmp_path)
+
+
+def _token_ids_api_keeps_every_turn_exact(server: VLLMServer, tmp_path: Path) -> None:
+    """``--api tokens``: each role's conversation is sent as token ids, so every model turn's prompt is
+    the previous turn's prompt and completion exactly, and the rebuilt sequence's generated tokens are
+    the recorded completions; ``tool_choice=required`` with the reply tool, as small models need."""
+    from transformers import AutoTokenizer
+
+    from trajgym.cli.main import main
+    from trajgym.trajectory import read, role_tokens
+
+    out = tmp_path / "tokens.jsonl"
+    code = main(["rollout", "refund_damaged_item", "--agent", "openai", "--api", "tokens",
+                 "--base-url", server.base_url, "--tool-choice", "required", "--temperature", "0.7",
+                 "--max-tokens", "96", "--customer", "llm_customer", "--max-turns", "8",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    (ep,) = read(out)
+    assert ep.termination != "infra_error", ep.infra_error
+    support = next(a for a in ep.agents if a.role == "support")
+    assert [t["function"]["name"] for t in support.extra_tools] == ["reply"]
+    tokenizer = AutoTokenizer.from_pretrained(server.model_dir)
+    turns = 0
+    for role in ("support", "customer"):
+        steps = [s for s in ep.steps if s.role == role and s.generation and s.generation["backend"] == "openai"]
+        tokens = role_tokens(ep, role)
+        assert tokens.exact, tokens.breaks  # one sequence, every model turn in it
+        if not steps:
+            continue
+        (segment,) = tokens.segments
+        assert segment.completions() == [s.generation["token_ids"] for s in steps if s.generation["token_ids"]]
+        chain = 0
+        for step in steps:
+            gen = step.generation
+            assert gen is not None and gen["api"] == "tokens" and gen["chain_break"] is None
+            assert gen["prompt_from"] == chain  # extends the previous prompt and completion
+            prompt = chain + len(gen["prompt_ids"] or [])
+            assert gen["usage"] is not None and gen["usage"]["prompt_tokens"] == prompt  # what vLLM was given
+            assert gen["token_ids"] and len(gen["logprobs"] or []) == len(gen["token_ids"])
+            chain = prompt + len(gen["token_ids"])
+            turns += 1
+        assert len(segment.ids) == chain and sum(segment.generated) == sum(len(s.generation["token_ids"]) for s in steps)
+        text = tokenizer.decode(segment.ids)
+        assert text.startswith("<|im_start|>system") and "<tools>" in text
+        if role == "support":
+            assert text.count("<|im_start|>assistant\n<tool_call>\n") == len(steps)  # the prefill, every turn
+    assert turns >= 3
 
 
 def _real_episodes_carry_token_ids_logprobs_and_sampling(server: VLLMServer, tmp_path: Path) -> None:
@@ -75,6 +124,8 @@ def _real_episodes_carry_token_ids_logprobs_and_sampling(server: VLLMServer, tmp
     assert code == 0
     episodes = read(out)
     assert len(episodes) == 2
+    weights = weights_id(server.model_dir)
+    assert weights is not None and weights.startswith("sha256:")
     for ep in episodes:
         assert ep.termination != "infra_error", ep.infra_error
         support = next(a for a in ep.agents if a.role == "support")
@@ -83,11 +134,12 @@ def _real_episodes_carry_token_ids_logprobs_and_sampling(server: VLLMServer, tmp
         assert support_steps and all(s.generation for s in support_steps)
         # the LLM customer's opening is the scenario's, word for word: no generation to record there
         customer_steps = [s for s in ep.steps if s.role == "customer" and s.generation
-                          and "token_ids" in s.generation]
+                          and s.generation["backend"] == "openai"]
         for step in support_steps + customer_steps:
             gen = step.generation
             assert gen is not None
-            assert gen["prompt_token_ids"] and gen["token_ids"], gen
+            assert gen["prompt_ids"] and gen["prompt_from"] is not None and gen["token_ids"], gen
+            assert gen["api"] == "chat" and gen["weights_id"] == weights
             assert len(gen["logprobs"]) == len(gen["token_ids"])
             assert gen["sampling"]["temperature"] == 0.7 and gen["sampling"]["max_tokens"] == 96
         seeds = [s.generation["sampling"]["seed"] for s in support_steps + customer_steps if s.generation]

@@ -29,15 +29,17 @@ when the agent renders the prompt itself (token ids, an in-process model): the t
 
 
 
+_GENERATION_FIELDS = tuple(Generation.__annotations__)
+
+
 def generation(backend: Backend, **fields: Any) -> Generation:
     """A :class:`~trajgym.trajectory.schema.Generation` with every field not given None (the
     sampling settings empty)."""
-    out: dict[str, Any] = dict.fromkeys(Generation.__annotations__)
+    out: dict[str, Any] = dict.fromkeys(_GENERATION_FIELDS)
     out["sampling"] = {}
     out.update(fields, backend=backend)
-    unknown = set(out) - set(Generation.__annotations__)
-    if unknown:
-        raise TypeError(f"not fields of a Generation: {sorted(unknown)}")
+    if len(out) != len(_GENERATION_FIELDS):
+        raise TypeError(f"not fields of a Generation: {sorted(set(out) - set(_GENERATION_FIELDS))}")
     return cast(Generation, out)
 
 

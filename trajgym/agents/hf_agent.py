@@ -171,6 +171,9 @@ class HFAgent(ChatAgent):
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``; device: e.g. ``"cpu"``.
         logprobs: ``"raw"`` (the model's distribution) or ``"processed"`` (the sampled one).
         text_tool_calls: read ``<tool_call>`` blocks in the answer (else every answer is text).
+        loop_generation: the self-improvement loop's generation that made these weights, recorded.
+
+    The weights' id recorded with every answer is the content hash of the folder's weight files.
     """
 
     kind = "hf"
@@ -178,8 +181,10 @@ class HFAgent(ChatAgent):
     def __init__(self, *, model: str | os.PathLike[str] | None = None,
                  sampling: dict[str, Any] | None = None, tool_choice: str | None = "auto",
                  dtype: Dtype = "auto", device: str | None = None, logprobs: LogprobsMode = "raw",
-                 text_tool_calls: bool = True, name: str | None = None, reply_tool: bool | None = None) -> None:
+                 text_tool_calls: bool = True, name: str | None = None, reply_tool: bool | None = None,
+                 loop_generation: int | None = None) -> None:
         super().__init__(text_tool_calls=text_tool_calls, name=name, reply_tool=reply_tool)
+        self.loop_generation = loop_generation
         self.sampling = {**DEFAULT_SAMPLING, **check_sampling(sampling, SAMPLING_KEYS)}
         if not isinstance(self.sampling["max_tokens"], int) or self.sampling["max_tokens"] < 1:
             raise TrajgymError(f"hf agent: sampling max_tokens must be a positive integer, "
@@ -323,7 +328,7 @@ class HFAgent(ChatAgent):
         if bad:
             log.warning("hf agent: %d non-finite logprob(s) in call %d", len(bad), self.calls)
         self.generation = generation(
-            "hf", model=self.model, weights_id=self.weights_id, api="local",
+            "hf", model=self.model, weights_id=self.weights_id, loop_generation=self.loop_generation, api="local",
             sampling={**self.sampling, "seed": req.seed}, tool_choice=self.tool_choice,
             logprobs_mode=self.logprobs_mode, prompt_from=req.prompt_from, prompt_ids=req.new_ids,
             chain_break=req.chain_break, token_ids=out.token_ids, logprobs=out.logprobs, finish_reason=reason,

@@ -216,7 +216,9 @@ class OpenAIAgent(ChatAgent):
             the role's conversation as token ids and send them to ``/completions`` (vLLM), so every
             turn extends the previous one by construction (:mod:`trajgym.agents.tokens`); the agent
             renders the chat with the model's own tokenizer and template (``tokenizer``), and
-            ``tool_choice="required"`` starts the answer with ``<tool_call>``.
+            ``tool_choice="required"`` starts the answer with ``<tool_call>`` and holds what follows
+            to one call of the offered tools (vLLM's structured outputs, :func:`call_schema`), as
+            vLLM's chat endpoint does with its own form of calls. ``strict`` is for ``"chat"``.
         tokenizer: the folder of the served model's tokenizer, for ``api="tokens"`` (default: the
             folder the server says it serves, ``root`` in ``/models``, when it is on this machine).
         weights_id: the served weights' id, recorded in every generation (default: the content hash
@@ -410,6 +412,8 @@ class OpenAIAgent(ChatAgent):
         prompt, start, new, why = self.chain.prompt(self.history, tools, prefill)
         sampling = self.request_sampling(info)
         head: dict[str, Any] = {"model": self.model, **sampling, "prompt": prompt, "return_token_ids": True}
+        if prefill and tools:  # the call that follows <tool_call>, held to the tools' schemas as vLLM's chat does
+            head["structured_outputs"] = {"json": call_schema(tools)}
         if self.logprobs:
             head["logprobs"] = 0  # the sampled token's own log-probability
         if self.max_model_len is not None:
@@ -448,6 +452,20 @@ class OpenAIAgent(ChatAgent):
             logprobs_mode=self.logprobs_mode if self.logprobs else None, finish_reason=choice.get("finish_reason"),
             usage={k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")} if usage else None,
             response_id=data.get("id"), wall_latency_ms=round(latency_ms, 3), **fields)
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema of one ``{"name": ..., "arguments": {...}}`` call of one of ``tools``: what a
+    model forced to call a tool writes after ``<tool_call>`` (the chat template's form of a call),
+    each tool's arguments held to its parameters."""
+    options = []
+    for tool in tools:
+        fn = tool.get("function") or {}
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({"type": "object", "properties": {"name": {"type": "string", "enum": [fn.get("name")]},
+                                                          "arguments": params},
+                        "required": ["name", "arguments"], "additionalProperties": False})
+    return {"anyOf": options}
 
 
 _TOOLS_CACHE: dict[tuple[int, bool, int], tuple[list[dict[str, Any]], bytes]] = {}

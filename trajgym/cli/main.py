@@ -79,6 +79,10 @@ def _add_rollout_parser(sub: Any) -> None:
                                       "(default $OPENAI_BASE_URL)")
     m.add_argument("--model", help="served model name (default $OPENAI_MODEL, else the server's first); "
                                    "for --agent hf a local transformers folder (default: the bundled SmolLM2)")
+    m.add_argument("--api", choices=["chat", "tokens"],
+                   help="how a server agent sends its prompt: chat messages the server renders (default), or "
+                        "the conversation as token ids to /completions (vLLM), so every turn extends the last "
+                        "exactly (needs the served model's tokenizer folder on this machine)")
     m.add_argument("--tool-choice", choices=["auto", "required", "none"],
                    help="tool_choice sent to the server (small models need 'required'); "
                         "with --agent hf, 'required' starts every answer with <tool_call>")
@@ -97,6 +101,8 @@ def _add_show_parser(sub: Any) -> None:
     s.add_argument("file", help="a trajectory JSONL file")
     s.add_argument("--episode", help="episode id (default: the first episode)")
     s.add_argument("--list", action="store_true", help="list the episodes instead")
+    s.add_argument("--skip-torn", action="store_true",
+                   help="leave out a torn last line (a job killed mid-write) with a warning, instead of stopping")
 
 
 def _add_schema_parser(sub: Any) -> None:

@@ -46,6 +46,8 @@ def _model_options(args: argparse.Namespace, agent: str, *, customer: bool = Fal
         options["tool_choice"] = args.tool_choice
     if args.strict and agent in SERVER_AGENTS:
         options["strict"] = True
+    if args.api and agent in SERVER_AGENTS:
+        options["api"] = args.api
     if args.request_timeout is not None and agent in SERVER_AGENTS:
         if args.request_timeout <= 0:
             raise TrajgymError("--request-timeout must be more than 0 seconds")

@@ -36,6 +36,9 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     s.add_argument("--workers", type=int, default=usable_cpus(), metavar="N",
                    help="processes scoring at once with the rule-based scorers (default: the CPUs this process may "
                         "use); the scored file is the same with any number")
+    s.add_argument("--skip-torn", action="store_true",
+                   help="leave out a torn last line of an input (a job killed mid-write) with a warning, instead of "
+                        "stopping")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,7 +56,7 @@ def score(args: argparse.Namespace, console: Console) -> int:
             progress.update(task, advance=1)
 
         summary = score_files(args.files, args.out, scoring, concurrency=args.concurrency, workers=args.workers,
-                              on_progress=on_progress)
+                              on_progress=on_progress, skip_torn=args.skip_torn)
     console.print(summary_table(summary, [s.name for s in scorers]))
     blame = ", ".join(f"{k} {v}" for k, v in summary.blame.most_common()) or "none"
     console.print(f"{summary.scored} episodes scored, {summary.excluded} excluded (infra_error); "

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trajgym.errors import TrajgymError
-from trajgym.trajectory.store import iter_episodes
+from trajgym.trajectory.store import episode_at, iter_episodes, read_heads
 
 ROLE_STYLE = {"customer": "cyan", "support": "green", "supervisor": "magenta"}
 
@@ -23,13 +23,15 @@ def _short(value: Any, limit: int = 160) -> str:
 
 
 def show_command(args: argparse.Namespace, console: Console) -> int:
-    return show(args.file, args.episode, args.list, console)
+    return show(args.file, args.episode, args.list, console, skip_torn=args.skip_torn)
 
 
-def show(path: str, episode_id: str | None, list_only: bool, console: Console) -> int:
-    episodes = iter_episodes(path)
+def show(path: str, episode_id: str | None, list_only: bool, console: Console, *, skip_torn: bool = False) -> int:
+    """Print the episode ``episode_id`` of a trajectory file (the first when None), or list them all.
+    Every line of the file is read first, so a broken line anywhere is an error naming it, not only
+    one before the episode shown (``skip_torn`` leaves out a torn last line with a warning)."""
     if list_only:
-        rows = list(episodes)
+        rows = list(iter_episodes(path, skip_torn=skip_torn))
         table = Table(title=path)
         table.add_column("episode", no_wrap=True, min_width=max((len(e["episode_id"]) for e in rows), default=7))
         for col in ("scenario", "seed", "steps", "faults", "ending", "success"):
@@ -39,11 +41,16 @@ def show(path: str, episode_id: str | None, list_only: bool, console: Console) -
                           str(len(ep["faults"])), ep["termination"], "yes" if ep["outcome"]["success"] else "no")
         console.print(table)
         return 0
-    for ep in episodes:
-        if episode_id is None or ep["episode_id"] == episode_id:
-            render(ep, console)
-            return 0
-    raise TrajgymError(f"no episode '{episode_id}' in {path} (see `trajgym show {path} --list`)")
+    at = None
+    for n, head in read_heads(path, skip_torn=skip_torn):
+        if at is None and (episode_id is None or head.episode_id == episode_id):
+            at = n
+    if at is None and episode_id is None:
+        raise TrajgymError(f"no episodes in {path}: make one with `trajgym rollout`")
+    if at is None:
+        raise TrajgymError(f"no episode '{episode_id}' in {path} (see `trajgym show {path} --list`)")
+    render(episode_at(path, at), console)
+    return 0
 
 
 def render(ep: dict[str, Any], console: Console) -> None:

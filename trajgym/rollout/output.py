@@ -14,8 +14,8 @@ from pathlib import Path
 
 from trajgym.errors import TrajgymError
 from trajgym.rollout.runner import WorkUnit
-from trajgym.trajectory.store import iter_episodes, repair_torn_tail
-from trajgym.trajectory.units import UnitKey, counting, head_of
+from trajgym.trajectory.store import read_heads, repair_torn_tail
+from trajgym.trajectory.units import UnitKey, counting
 
 
 @contextlib.contextmanager
@@ -42,22 +42,17 @@ def finished_units(out: Path, units: list[WorkUnit]) -> set[UnitKey]:
     """Keys of the units of ``units`` that ``out`` holds with a normal ending. Refuses a file whose
     episodes of those units were played with another version of the scenario or turn limit."""
     by_key = {u.key: u for u in units}
-    turn_limits: dict[int, int | None] = {}
-    heads = []
-    for n, ep in enumerate(iter_episodes(out, validate=False, skip_torn=True)):
-        heads.append((n, head_of(ep)))
-        turn_limits[n] = ep.get("max_turns")
     changed: set[str] = set()
     limits: set[str] = set()
     done: set[UnitKey] = set()
-    for n, head in counting(heads):
+    for _, head in counting(read_heads(out, skip_torn=True)):  # typed: a broken line is a located error
         unit = by_key.get(head.key)
         if unit is None or head.infra:
             continue
         if head.scenario_hash != unit.template.content_hash:
             changed.add(head.key.scenario_id)
-        if turn_limits[n] not in (None, unit.turn_limit):  # files before max_turns: None
-            limits.add(f"{head.key.scenario_id} ({turn_limits[n]}, now {unit.turn_limit})")
+        if head.max_turns not in (None, unit.turn_limit):  # files before max_turns: None
+            limits.add(f"{head.key.scenario_id} ({head.max_turns}, now {unit.turn_limit})")
         done.add(head.key)
     if changed:
         raise TrajgymError(f"{out} holds episodes of another version of scenario(s) "

@@ -50,6 +50,13 @@ def plan(templates: Iterable[ScenarioTemplate], episodes: int, seed: int, trials
     given, caps every scenario's turn limit)."""
     if max_turns is not None and max_turns < 1:
         raise TrajgymError(f"max_turns must be at least 1, got {max_turns}")
+    templates = list(templates)
+    by_id: dict[str, ScenarioTemplate] = {}
+    for t in templates:  # a unit is keyed by scenario id: one file's episodes would silently shadow the other's
+        held = by_id.setdefault(t.id, t)
+        if held.path.resolve() != t.path.resolve():
+            raise TrajgymError(f"two scenario files have the id '{t.id}': {held.path} and {t.path}; give each "
+                               "file its own `id`, or pass only one")
     return [
         WorkUnit(t, stable_seed("job", seed, t.id, i), trial, max_turns)
         for t in templates for i in range(episodes) for trial in range(trials)

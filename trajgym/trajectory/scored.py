@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trajgym import jsonio
 from trajgym.errors import TrajectoryFileError
-from trajgym.trajectory.lines import bad_line, open_lines
+from trajgym.trajectory.lines import REWRITE_HINT, bad_line, open_lines
 from trajgym.trajectory.schema import Trajectory
 from trajgym.trajectory.units import group_key as variation_key
 from trajgym.trajectory.v1 import upgrade
@@ -106,19 +106,26 @@ def parse_scored(path: str | Path, n: int, raw: bytes, torn: bool = False) -> Sc
         return ScoredTrajectory.model_validate_json(raw)
     except ValidationError as exc:
         first = exc
-    why = bad_line(raw, torn, WHAT)
+    why = bad_line(raw, torn, WHAT, REWRITE_HINT)
     if why:
         raise TrajectoryFileError(path, n, why)
     data = jsonio.loads(raw)
     if data.get("scored_version") == 1 and isinstance(data.get("trajectory"), dict):
         try:
-            data = {**data, "scored_version": SCORED_VERSION, "trajectory": upgrade(data["trajectory"])}
-            return ScoredTrajectory.model_validate(data)
-        except (ValueError, ValidationError) as exc:
-            first = exc if isinstance(exc, ValidationError) else first
+            trajectory = upgrade(data["trajectory"])
+        except ValueError as exc:
+            raise TrajectoryFileError(path, n, f"a version 1 {WHAT} with a broken schema 1 trajectory: {exc}") from None
+        try:
+            return ScoredTrajectory.model_validate({**data, "scored_version": SCORED_VERSION,
+                                                    "trajectory": trajectory})
+        except ValidationError as exc:
+            first = exc
     if "scored_version" not in data and "schema_version" in data:
         raise TrajectoryFileError(path, n, "not a scored trajectory (a trajectory, not scored yet): score the file "
                                            "first with `trajgym score FILE --out SCORED.jsonl`")
+    if "scored_version" not in data:
+        raise TrajectoryFileError(path, n, f"not a {WHAT} (no scored_version): expected a line written by "
+                                           "`trajgym score` or `trajgym filter`")
     version = data.get("scored_version")
     if version not in (1, SCORED_VERSION):
         raise TrajectoryFileError(path, n, f"scored_version {version!r} is not supported (this trajgym reads 1 and "

@@ -27,7 +27,7 @@ from trajgym._version import __version__
 from trajgym.errors import TrajectoryFileError
 from trajgym.trajectory.lines import decode_object, open_lines
 from trajgym.trajectory.schema import INFRA_ERROR, TRAJECTORY_VERSION, Trajectory
-from trajgym.trajectory.units import Head, UnitKey, finished, head_of, unit_key
+from trajgym.trajectory.units import Head, UnitKey, finished, unit_key
 from trajgym.trajectory.v1 import upgrade
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,7 @@ class _HeadLine(BaseModel):
     episode_id: str
     scenario_path: str
     scenario_hash: str
+    max_turns: int | None = None
 
 
 def _decode(path: Path, n: int, raw: bytes, torn: bool) -> dict[str, Any]:
@@ -199,6 +200,9 @@ def _decode(path: Path, n: int, raw: bytes, torn: bool) -> dict[str, Any]:
     if "scored_version" in data:
         raise TrajectoryFileError(path, n, "a scored trajectory (trajgym score output), not a trajectory: give the "
                                            "file the rollout wrote, or read it as scored records")
+    if version is None:
+        raise TrajectoryFileError(path, n, "not a trajectory (no schema_version): expected a line written by "
+                                           "`trajgym rollout`")
     raise TrajectoryFileError(path, n, f"trajectory schema_version {version!r} is not supported "
                                        f"(this trajgym reads 1 and {TRAJECTORY_VERSION})")
 
@@ -223,9 +227,13 @@ def _validated(path: Path, n: int, data: dict[str, Any]) -> Trajectory:
     try:
         return Trajectory.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, error["loc"]))
-        raise TrajectoryFileError(path, n, f"not a valid trajectory ({where}: {error['msg']})") from None
+        raise TrajectoryFileError(path, n, f"not a valid trajectory ({_first_error(exc)})") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first problem of a validation error, as ``field.path: message``."""
+    error = exc.errors(include_url=False)[0]
+    return f"{'.'.join(map(str, error['loc'])) or 'the line'}: {error['msg']}"
 
 
 def iter_episodes(path: str | Path, *, validate: bool = True, skip_torn: bool = False) -> Iterator[dict[str, Any]]:
@@ -235,15 +243,22 @@ def iter_episodes(path: str | Path, *, validate: bool = True, skip_torn: bool = 
     (a job killed mid-write) with a warning instead."""
     p = Path(path)
     for n, raw, torn in open_lines(p, WHAT):
-        try:
-            data = _decode(p, n, raw, torn)
-        except TrajectoryFileError:
-            if _skip(p, n, torn, skip_torn):
-                continue
-            raise
+        data = _decode_or_skip(p, n, raw, torn, skip_torn)
+        if data is None:
+            continue
         if validate:
             _validated(p, n, data)
         yield data
+
+
+def _decode_or_skip(path: Path, n: int, raw: bytes, torn: bool, skip_torn: bool) -> dict[str, Any] | None:
+    """:func:`_decode`, or None for a torn last line that ``skip_torn`` leaves out."""
+    try:
+        return _decode(path, n, raw, torn)
+    except TrajectoryFileError:
+        if _skip(path, n, torn, skip_torn):
+            return None
+        raise
 
 
 def read_heads(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[int, Head]]:
@@ -255,19 +270,19 @@ def read_heads(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[i
             line = _HeadLine.model_validate_json(raw)
         except ValidationError:
             line = None
-        if line is not None and line.schema_version == TRAJECTORY_VERSION and line.policy is not None:
-            key = UnitKey(line.scenario_id, line.seed, line.trial, line.policy)
-            yield n, Head(key, line.termination == INFRA_ERROR, line.episode_id, line.scenario_path,
-                          line.scenario_hash)
-            continue
-        try:
-            yield n, head_of(_decode(p, n, raw, torn))
-        except TrajectoryFileError:
-            if _skip(p, n, torn, skip_torn):
+        if line is None or line.schema_version != TRAJECTORY_VERSION or line.policy is None:
+            data = _decode_or_skip(p, n, raw, torn, skip_torn)
+            if data is None:
                 continue
-            raise
-        except KeyError as exc:
-            raise TrajectoryFileError(p, n, f"not a trajectory: no {exc}") from None
+            try:  # the fields that pick a line, typed: a unit key of a list or a null path is no key
+                line = _HeadLine.model_validate(data)
+            except ValidationError as exc:
+                raise TrajectoryFileError(p, n, f"not a valid trajectory ({_first_error(exc)})") from None
+        if line.policy is None:
+            raise TrajectoryFileError(p, n, "not a valid trajectory (policy: Field required)")
+        key = UnitKey(line.scenario_id, line.seed, line.trial, line.policy)
+        yield n, Head(key, line.termination == INFRA_ERROR, line.episode_id, line.scenario_path,
+                      line.scenario_hash, line.max_turns)
 
 
 def latest_per_unit(path: str | Path, *, validate: bool = True,
@@ -287,6 +302,18 @@ def latest_per_unit(path: str | Path, *, validate: bool = True,
                 _validated(p, n, ep)
             out[unit_key(ep)] = ep
     return out
+
+
+def episode_at(path: str | Path, line: int) -> dict[str, Any]:
+    """The episode on line ``line`` of a trajectory file (numbered as :func:`read_heads` numbers
+    them), validated, as a dict of schema version 2; a located error if it is not one."""
+    p = Path(path)
+    for n, raw, torn in open_lines(p, WHAT):
+        if n == line:
+            data = _decode(p, n, raw, torn)
+            _validated(p, n, data)
+            return data
+    raise TrajectoryFileError(p, line, "no such line (the file changed while it was read?)")
 
 
 def repair_torn_tail(path: str | Path) -> Path | None:

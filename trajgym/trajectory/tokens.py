@@ -27,14 +27,14 @@ from trajgym.trajectory.schema import Trajectory
 NOT_EXTENDED = "the server rendered a prompt that does not start with the previous prompt and completion"
 
 
-def extend_chain(chain: Sequence[int], prompt: Sequence[int]) -> tuple[int, list[int], str | None]:
+def extend_chain(chain: list[int], prompt: Sequence[int]) -> tuple[int, list[int], str | None]:
     """How to record a turn whose whole prompt is ``prompt``, after ``chain`` (the previous turns'
     prompt and completion ids): ``(prompt_from, prompt_ids, chain_break)``. Only the new tokens
     when ``prompt`` extends ``chain``; all of it, from 0, with the reason, when it does not."""
     n = len(chain)
     if n == 0:
         return 0, list(prompt), None
-    if len(prompt) >= n and list(prompt[:n]) == list(chain):
+    if len(prompt) >= n and list(prompt[:n]) == chain:
         return n, list(prompt[n:]), None
     return 0, list(prompt), NOT_EXTENDED
 
@@ -52,8 +52,14 @@ class TokenSegment:
     """The turns (step numbers) whose completions are in it."""
     break_reason: str | None = None
     """Why this segment does not continue the one before (None for the first)."""
+    start_turn: int | None = None
+    """The turn whose prompt starts it."""
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    """Per turn in :attr:`turns`: where its completion is in :attr:`ids` (start, end)."""
 
     def add(self, ids: Sequence[int], generated: bool, logprobs: Sequence[float] | None = None) -> None:
+        if generated:
+            self.spans.append((len(self.ids), len(self.ids) + len(ids)))
         self.ids.extend(ids)
         self.generated.extend([generated] * len(ids))
         if generated and logprobs is not None and len(logprobs) == len(ids):
@@ -62,16 +68,9 @@ class TokenSegment:
             self.logprobs.extend([None] * len(ids))
 
     def completions(self) -> list[list[int]]:
-        """The generated runs of tokens, in order (each a turn's completion, back to back)."""
-        runs: list[list[int]] = []
-        previous = False
-        for token, mine in zip(self.ids, self.generated, strict=True):
-            if mine and not previous:
-                runs.append([])
-            if mine:
-                runs[-1].append(token)
-            previous = mine
-        return runs
+        """Each turn's completion, in the order of :attr:`turns` (two turns' completions stay apart
+        even where no prompt token lies between them)."""
+        return [self.ids[start:end] for start, end in self.spans]
 
 
 @dataclass
@@ -81,7 +80,8 @@ class RoleTokens:
     role: str
     segments: list[TokenSegment]
     untokenized: list[int]
-    """Model turns of the role that recorded no token ids (a server without vLLM's extensions)."""
+    """Model turns of the role whose completion has no token ids (a server without vLLM's
+    extensions); a turn whose prompt ids were recorded still has them in its segment."""
 
     @property
     def exact(self) -> bool:
@@ -91,7 +91,7 @@ class RoleTokens:
     @property
     def breaks(self) -> list[tuple[int, str]]:
         """(turn, reason) where a segment starts anew."""
-        return [(s.turns[0], s.break_reason or "") for s in self.segments[1:]]
+        return [(s.start_turn if s.start_turn is not None else -1, s.break_reason or "") for s in self.segments[1:]]
 
 
 class TokenChainError(ValueError):
@@ -109,19 +109,22 @@ def role_tokens(traj: Trajectory, role: str) -> RoleTokens:
         gen = step.generation
         if step.role != role or gen is None or gen["backend"] == "scripted":
             continue
-        if gen["token_ids"] is None or gen["prompt_ids"] is None or gen["prompt_from"] is None:
+        if gen["prompt_ids"] is None or gen["prompt_from"] is None:
             untokenized.append(step.turn)
             continue
         start = gen["prompt_from"]
         if start == 0:
             reason = (gen["chain_break"] or "the turn started the sequence over") if segments else None
-            segments.append(TokenSegment(break_reason=reason))
+            segments.append(TokenSegment(break_reason=reason, start_turn=step.turn))
         elif not segments or start != len(segments[-1].ids):
             have = len(segments[-1].ids) if segments else 0
             raise TokenChainError(f"episode {traj.episode_id}, turn {step.turn}: its prompt extends the {role}'s "
                                   f"sequence at token {start}, but the sequence has {have} tokens")
         seg = segments[-1]
         seg.add(gen["prompt_ids"], False)
+        if gen["token_ids"] is None:  # the prompt is in the sequence (the next turn extends it), the answer is not
+            untokenized.append(step.turn)
+            continue
         seg.add(gen["token_ids"], True, gen["logprobs"])
         seg.turns.append(step.turn)
     return RoleTokens(role, segments, untokenized)

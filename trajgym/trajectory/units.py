@@ -66,13 +66,15 @@ def group_key(scenario_id: str, seed: int) -> str:
 
 
 class Head(NamedTuple):
-    """What picks a line: its unit and how it ended (and where its scenario is, for scorers)."""
+    """What picks a line: its unit and how it ended (and where its scenario is, for scorers; the turn
+    limit it ran under, for a resumed job)."""
 
     key: UnitKey
     infra: bool
     episode_id: str
     scenario_path: str
     scenario_hash: str
+    max_turns: int | None = None
 
 
 def counting(heads: Iterable[tuple[int, Head]]) -> list[tuple[int, Head]]:
@@ -94,4 +96,4 @@ def finished(heads: Iterable[tuple[int, Head]]) -> Iterator[tuple[int, Head]]:
 def head_of(trajectory: Mapping[str, Any]) -> Head:
     """The :class:`Head` of a trajectory line decoded as a dict (version 2)."""
     return Head(unit_key(trajectory), trajectory["termination"] == INFRA_ERROR, trajectory["episode_id"],
-                trajectory["scenario_path"], trajectory["scenario_hash"])
+                trajectory["scenario_path"], trajectory["scenario_hash"], trajectory.get("max_turns"))

@@ -11,13 +11,14 @@ What a version 1 line lacks, and what the upgrade puts there:
   since the previous turn (``prompt_from``, ``prompt_ids``) where the prompt extends it, and
   records a chain break where it does not (version 1 agents re-rendered their history, so it often
   did not).
-- ``scenario_path``: a relative path to a shipped scenario becomes ``builtin:<domain>/<file>``.
+- ``scenario_path``: a path to a shipped scenario becomes ``builtin:<domain>/<file>``: a relative one
+  (the scenario given as a path), or an absolute one into a trajgym checkout or install that is
+  not here (version 1 recorded a scenario given by its id as the absolute path of its file).
 - ``tools``: version 1 did not record the tools offered; the upgrade leaves it empty.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePath
 from typing import Any
 
 from trajgym.scenario.catalog import builtin_ref
@@ -39,10 +40,15 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("agents", "steps", "scenario_id", "seed", "trial", "scenario_path"):
         if key not in data:
             raise ValueError(f"version 1 trajectory without '{key}'")
-    agents = [_agent(a) for a in data["agents"]]
-    policy = policy_id(agents)
-    chains: dict[str, list[int]] = {}
-    steps = [_step(s, chains) for s in data["steps"]]
+    try:
+        agents = [_agent(a) for a in data["agents"]]
+        policy = policy_id(agents)
+        chains: dict[str, list[int]] = {}
+        steps = [_step(s, chains) for s in data["steps"]]
+    except KeyError as exc:
+        raise ValueError(f"version 1 trajectory with an agent or step without {exc}") from None
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"version 1 trajectory with a malformed agent or step ({exc})") from None
     out = dict(data)
     out.update(schema_version=2, agents=agents, policy=policy, steps=steps, job_id=None, tools={},
                episode_id=episode_id(data["scenario_id"], data["seed"], data["trial"], policy),
@@ -84,6 +90,8 @@ def _generation(gen: dict[str, Any], chain: list[int]) -> dict[str, Any]:
         out.update(prompt_from=start, prompt_ids=new,
                    chain_break=why and f"{why} (schema 1: agents re-rendered their history)")
         chain[:] = [*prompt, *(completion or [])]
+    else:  # no prompt ids: the next turn starts the chain over, as a version 2 agent records it
+        chain.clear()
     return out
 
 
@@ -94,7 +102,9 @@ def _usage(usage: Any) -> dict[str, int | None] | None:
 
 
 def _scenario_path(path: str) -> str:
-    """A relative path that names a shipped scenario file becomes its ``builtin:`` reference."""
-    if path.startswith("builtin:") or PurePath(path).is_absolute():
+    """A path that names a shipped scenario file becomes its ``builtin:`` reference
+    (:func:`~trajgym.scenario.catalog.builtin_ref`): a relative one, or an absolute one into a
+    trajgym install or checkout that is not on this machine. Any other path is kept."""
+    if path.startswith("builtin:"):
         return path
     return builtin_ref(path) or path
