@@ -5,7 +5,8 @@
 Starts a fake OpenAI-compatible server (a minimal HTTP/1.1 responder on asyncio, a subprocess on
 127.0.0.1, about 0.04 ms of CPU per request: the cores it shares with the client stay the
 client's) whose every answer takes ``--latency`` seconds and is a valid assistant message with token ids and logprobs like
-vLLM's. Its support policy ends an episode of ``refund_damaged_item`` after 4 calls: ask for the
+vLLM's (``GET /v1/models`` is answered at once, as vLLM does: a job asks it once per process for the served
+model and its weights). Its support policy ends an episode of ``refund_damaged_item`` after 4 calls: ask for the
 details (the scripted customer answers), get_order, find_customer, transfer_to_human.
 
 For each concurrency level it plays ``level * waves`` episodes with
@@ -104,6 +105,9 @@ class _Responder(asyncio.Protocol):
                 return
             body = self.buffer[end + 4:end + 4 + length]
             self.buffer = self.buffer[end + 4 + length:]
+            if head.startswith(b"get "):  # GET /v1/models, which vLLM answers at once (no generation)
+                self._send(self.replies[-1])
+                continue
             reply = self.replies[min(len(ASSISTANT.findall(body)), 3)]
             asyncio.get_running_loop().call_later(self.latency, self._send, reply)
 
@@ -120,8 +124,9 @@ def serve(latency: float) -> None:
     bytes (status line, headers, JSON) built once, so it takes as little of the shared cores as it
     can (about 4x less than an aiohttp server); a real model server runs on its own hardware."""
     replies = []
-    for n in range(4):
-        body = _reply(n)
+    models = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model", "root": "bench",
+                                                       "max_model_len": 8192}]}).encode()
+    for body in [*(_reply(n) for n in range(4)), models]:
         replies.append(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                        + str(len(body)).encode() + b"\r\n\r\n" + body)
 

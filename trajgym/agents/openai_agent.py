@@ -31,7 +31,6 @@ from trajgym.agents.chat import (
     ChatAgent,
     check_sampling,
     check_tool_choice,
-    generation,
 )
 from trajgym.agents.tokens import ChatCodec, TokenChain, codec_for
 from trajgym.errors import InfraError, TrajgymError
@@ -78,6 +77,7 @@ class OpenAIClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._served: dict[str | None, ServedModel | None] = {}
+        self._asking: dict[str | None, tuple[asyncio.AbstractEventLoop, asyncio.Task[ServedModel | None]]] = {}
 
     async def _request(self, head: bytes, url: str, body: bytes | None, retries: int | None = None) -> Any:
         """Send ``head`` and ``body`` (a request to ``url``, named in errors); the decoded answer."""
@@ -123,14 +123,24 @@ class OpenAIClient:
 
     async def served_model(self, model: str | None) -> ServedModel | None:
         """What the server says of ``model`` (its first model when None): name, checkpoint, context
-        length and the weights' id; asked once per client (one attempt: None when it does not answer)."""
-        if model not in self._served:
-            try:
-                data = await self._request(self._models_head, f"{self.base_url}/models", None, retries=1)
-            except TrajgymError:  # InfraError included: the episodes will meet the server's state
-                data = None
-            self._served[model] = await _served_model(data, model)
-        return self._served[model]
+        length and the weights' id; asked once per client (one attempt: None when it does not answer).
+        The episodes that start while the answer is on its way wait for that one request."""
+        if model in self._served:
+            return self._served[model]
+        loop = asyncio.get_running_loop()
+        pending = self._asking.get(model)
+        if pending is None or pending[0] is not loop:
+            pending = self._asking[model] = (loop, loop.create_task(self._ask(model)))
+        return await asyncio.shield(pending[1])
+
+    async def _ask(self, model: str | None) -> ServedModel | None:
+        try:
+            data = await self._request(self._models_head, f"{self.base_url}/models", None, retries=1)
+        except TrajgymError:  # InfraError included: the episodes will meet the server's state
+            data = None
+        served = self._served[model] = await _served_model(data, model)
+        self._asking.pop(model, None)
+        return served
 
     def forget_served(self) -> None:
         """Ask the server again at the next :meth:`served_model` (its weights were reloaded)."""
@@ -401,7 +411,7 @@ class OpenAIAgent(ChatAgent):
         self.generation = self._generation(
             data, choice, sampling, latency_ms, api="chat", prompt_from=start, prompt_ids=new, chain_break=why,
             token_ids=completion, logprobs=[t.get("logprob") for t in content_lp] if content_lp else None,
-            tool_call_format=fmt, raw_content=message.get("content"))
+            tool_call_format=fmt, raw_content=message.get("content"), prefill=None)
         return action
 
     async def _generate_tokens(self, info: dict[str, Any]) -> str:
@@ -443,15 +453,25 @@ class OpenAIAgent(ChatAgent):
             token_ids=completion, logprobs=token_lp, tool_call_format=fmt, raw_content=raw, prefill=prefill or None)
         return action
 
-    def _generation(self, data: dict[str, Any], choice: dict[str, Any], sampling: dict[str, Any],
-                    latency_ms: float, **fields: Any) -> Generation:
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        return generation(
-            "openai", model=data.get("model", self.model), weights_id=self.weights_id,
-            loop_generation=self.loop_generation, sampling=dict(sampling), tool_choice=self.tool_choice,
-            logprobs_mode=self.logprobs_mode if self.logprobs else None, finish_reason=choice.get("finish_reason"),
-            usage={k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")} if usage else None,
-            response_id=data.get("id"), wall_latency_ms=round(latency_ms, 3), **fields)
+    def _generation(self, data: dict[str, Any], choice: dict[str, Any], sampling: dict[str, Any], latency_ms: float,
+                    *, api: Literal["chat", "tokens"], prompt_from: int | None, prompt_ids: list[int] | None,
+                    chain_break: str | None, token_ids: list[int] | None, logprobs: list[float] | None,
+                    tool_call_format: str | None, raw_content: str | None, prefill: str | None) -> Generation:
+        """The turn's record, written out whole (it is built four times per episode at 1,000 in flight)."""
+        usage = data.get("usage")
+        return {
+            "backend": "openai", "model": data.get("model", self.model), "weights_id": self.weights_id,
+            "loop_generation": self.loop_generation, "api": api, "sampling": dict(sampling),
+            "tool_choice": self.tool_choice,  # type: ignore[typeddict-item]  # checked by check_tool_choice
+            "logprobs_mode": self.logprobs_mode if self.logprobs else None,
+            "prompt_from": prompt_from, "prompt_ids": prompt_ids, "chain_break": chain_break,
+            "token_ids": token_ids, "logprobs": logprobs, "finish_reason": choice.get("finish_reason"),
+            "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                      "total_tokens": usage.get("total_tokens")} if isinstance(usage, dict) else None,
+            "prefill": prefill, "tool_call_format": tool_call_format,  # type: ignore[typeddict-item]
+            "raw_content": raw_content, "response_id": data.get("id"), "literal": None,
+            "wall_latency_ms": round(latency_ms, 3),
+        }
 
 
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ unit the policy id they make, the fourth part of the unit's key.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -15,7 +14,7 @@ from typing import Any, cast
 from trajgym.agents import AGENTS, DEFAULT_FOR_ROLE, Agent, default_agent, make_agent
 from trajgym.errors import TrajgymError
 from trajgym.rollout.episode import aprepare_agents
-from trajgym.rollout.runner import WorkUnit
+from trajgym.rollout.runner import WorkUnit, job_id
 from trajgym.world.loader import ScenarioTemplate
 
 AgentsFactory = Callable[[ScenarioTemplate], dict[str, Agent]]
@@ -78,13 +77,12 @@ class AgentSpec:
 
 
 async def assign_policies(units: list[WorkUnit], agents_factory: AgentsFactory) -> list[WorkUnit]:
-    """``units`` with their policy: for each scenario, the policy id of the agents the factory makes
-    for it, prepared (a model agent asks its server once for the served model and weights)."""
+    """``units`` with their policy and their job's id: for each scenario, the policy id of the agents
+    the factory makes for it, prepared (a model agent asks its server once for the served model and
+    weights); the job's id (:func:`~trajgym.rollout.runner.job_id`) from the keys that gives."""
     policies: dict[int, str] = {}
-    out = []
-    for unit in units:
-        key = id(unit.template)
-        if key not in policies:
-            policies[key] = await aprepare_agents(agents_factory(unit.template))
-        out.append(dataclasses.replace(unit, policy=policies[key]))
-    return out
+    for template in {id(u.template): u.template for u in units}.values():
+        policies[id(template)] = await aprepare_agents(agents_factory(template))
+    keyed = [WorkUnit(u.template, u.seed, u.trial, u.max_turns, policies[id(u.template)]) for u in units]
+    job = job_id(keyed)
+    return [WorkUnit(u.template, u.seed, u.trial, u.max_turns, u.policy, job) for u in keyed]

@@ -102,8 +102,14 @@ def to_trajectory(episode: Episode, agents: dict[str, Agent], *, command: str | 
 
 
 def run_episode(template: ScenarioTemplate, seed: int, agents: dict[str, Agent], *, trial: int = 0,
-                command: str | None = None, max_turns: int | None = None, job_id: str | None = None) -> dict[str, Any]:
-    """Instantiate, play and record one episode (``max_turns`` caps the scenario's turn limit)."""
-    policy = prepare_agents(agents)
+                command: str | None = None, max_turns: int | None = None, job_id: str | None = None,
+                policy: str | None = None) -> dict[str, Any]:
+    """Instantiate, play and record one episode (``max_turns`` caps the scenario's turn limit).
+    ``policy``: the agents' policy id when the caller knows it already (a job, once per scenario)."""
+    if policy is None:
+        policy = prepare_agents(agents)
+    else:
+        for agent in agents.values():
+            agent.prepare()
     episode = play(Episode.start(template, seed, trial=trial, max_turns=max_turns, policy=policy), agents)
     return to_trajectory(episode, agents, command=command, job_id=job_id)

@@ -21,9 +21,15 @@ once, a job of 1,000 in flight set up every episode (about 0.7 s) before its fir
 
 
 async def play_unit(unit: WorkUnit, agents_factory: AgentsFactory, *, command: str | None = None) -> dict[str, Any]:
-    """Play one unit with fresh agents; its trajectory record."""
+    """Play one unit with fresh agents; its trajectory record. Its policy is the unit's, which the job
+    computed from the same factory's agents for the scenario (:func:`~trajgym.rollout.agentspec.assign_policies`)."""
     agents = agents_factory(unit.template)
-    policy = await aprepare_agents(agents)
+    if unit.policy:
+        for agent in agents.values():
+            await agent.aprepare()
+        policy = unit.policy
+    else:
+        policy = await aprepare_agents(agents)
     episode = await aplay(Episode.start(unit.template, unit.seed, trial=unit.trial, max_turns=unit.max_turns,
                                         policy=policy), agents)
     try:

@@ -19,7 +19,6 @@ The same job runs in several processes (``workers``, :mod:`trajgym.rollout.worke
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from trajgym.errors import TrajgymError
 from trajgym.rollout.agentspec import AgentsFactory, assign_policies
 from trajgym.rollout.inflight import in_flight, play_unit
 from trajgym.rollout.output import exclusive, todo
-from trajgym.rollout.runner import WorkUnit, job_id
+from trajgym.rollout.runner import WorkUnit
 from trajgym.rollout.runtime import collector_tuned
 from trajgym.rollout.sink import JobResult, JobSink, OnEpisode, OnProgress
 from trajgym.trajectory.store import TrajectoryWriter
@@ -42,8 +41,7 @@ async def arun_job(units: list[WorkUnit], out: str | Path, agents_factory: Agent
         raise TrajgymError("concurrency and workers must be at least 1")
     out = Path(out)
     units = await assign_policies(units, agents_factory)
-    job = job_id(units)
-    units = [dataclasses.replace(u, job_id=job) for u in units]
+    job = units[0].job_id if units else None
     with exclusive(out):
         left, skipped, torn = todo(units, out, resume)
         result = JobResult({}, skipped=skipped, torn=torn, job_id=job)

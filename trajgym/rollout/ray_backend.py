@@ -11,7 +11,6 @@ Ray is optional: ``pip install 'trajgym[ray]'``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from trajgym.errors import TrajgymError
 from trajgym.rollout.agentspec import AgentSpec, assign_policies
 from trajgym.rollout.inflight import in_flight, play_unit
 from trajgym.rollout.output import exclusive, todo
-from trajgym.rollout.runner import WorkUnit, job_id
+from trajgym.rollout.runner import WorkUnit
 from trajgym.rollout.sink import JobResult, JobSink, OnEpisode, OnProgress
 from trajgym.trajectory.store import TrajectoryWriter
 
@@ -67,8 +66,7 @@ def run_job_ray(units: list[WorkUnit], out: str | Path, agents: AgentSpec, *, ad
     ray = import_ray()
     out = Path(out)
     units = asyncio.run(assign_policies(units, agents))
-    job = job_id(units)
-    units = [dataclasses.replace(u, job_id=job) for u in units]
+    job = units[0].job_id if units else None
     with exclusive(out):
         left, skipped, torn = todo(units, out, resume)
         result = JobResult({}, skipped=skipped, torn=torn, job_id=job)

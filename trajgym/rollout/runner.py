@@ -179,14 +179,14 @@ def run(units: list[WorkUnit], out: str | Path, *, support: str = "oracle", comm
     """Play every unit in order, appending each episode to ``out`` as soon as it ends
     (flushed, and fsynced unless ``fsync`` is false). The episodes are those a job of the same
     units writes (:func:`trajgym.rollout.jobs.run_job`), job id included."""
-    policies = {id(u.template): prepare_agents(agents_for(u.template, support)) for u in units}
+    policies = {id(t): prepare_agents(agents_for(t, support)) for t in {id(u.template): u.template for u in units}.values()}
     units = [dataclasses.replace(u, policy=policies[id(u.template)]) for u in units]
     job = job_id(units)
     summary: dict[str, ScenarioSummary] = {}
     with TrajectoryWriter(out, fsync=fsync) as writer:
         for unit in units:
-            traj = run_episode(unit.template, unit.seed, agents_for(unit.template, support),
-                               trial=unit.trial, command=command, max_turns=unit.max_turns, job_id=job)
+            traj = run_episode(unit.template, unit.seed, agents_for(unit.template, support), trial=unit.trial,
+                               command=command, max_turns=unit.max_turns, job_id=job, policy=unit.policy)
             writer.write(traj)
             summary.setdefault(traj["scenario_id"], ScenarioSummary()).add(traj)
             if on_episode is not None:
