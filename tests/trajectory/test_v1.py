@@ -276,3 +276,18 @@ def test_a_turn_without_prompt_ids_starts_the_chain_over() -> None:
     assert gens[6] is not None and gens[6]["prompt_from"] == 0 and gens[6]["chain_break"] is None
     tokens = role_tokens(traj, "support")
     assert tokens.untokenized == [5] and [s.turns for s in tokens.segments] == [[1], [3, 4], [6, 7]]
+
+
+def test_a_job_does_not_append_to_a_schema_1_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed job would add schema 2 lines of other policies (the upgrade computes them from
+    schema 1's agents) to a schema 1 file: it is refused, saying why; the file is untouched."""
+    from trajgym.cli.main import main
+
+    out = tmp_path / "old.jsonl"
+    out.write_bytes((V1 / "oracle.jsonl").read_bytes())
+    before = out.read_bytes()
+    assert main(["rollout", "refund_damaged_item", "--episodes", "2", "--out", str(out), "--resume",
+                 "--no-progress"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trajectory schema 1" in err and "choose another output file" in err and "Traceback" not in err
+    assert out.read_bytes() == before

@@ -34,11 +34,12 @@ def show(path: str, episode_id: str | None, list_only: bool, console: Console, *
         rows = list(iter_episodes(path, skip_torn=skip_torn))
         table = Table(title=path)
         table.add_column("episode", no_wrap=True, min_width=max((len(e["episode_id"]) for e in rows), default=7))
-        for col in ("scenario", "seed", "steps", "faults", "ending", "success"):
+        for col in ("scenario", "seed", "trial", "policy", "steps", "faults", "ending", "success"):
             table.add_column(col, overflow="fold")
         for ep in rows:
-            table.add_row(ep["episode_id"], ep["scenario_id"], str(ep["seed"]), str(len(ep["steps"])),
-                          str(len(ep["faults"])), ep["termination"], "yes" if ep["outcome"]["success"] else "no")
+            table.add_row(ep["episode_id"], ep["scenario_id"], str(ep["seed"]), str(ep["trial"]), ep["policy"],
+                          str(len(ep["steps"])), str(len(ep["faults"])), ep["termination"],
+                          "yes" if ep["outcome"]["success"] else "no")
         console.print(table)
         return 0
     at = None
@@ -54,10 +55,12 @@ def show(path: str, episode_id: str | None, list_only: bool, console: Console, *
 
 
 def render(ep: dict[str, Any], console: Console) -> None:
-    agents = ", ".join(f"{a['role']}={a['name']}" + (f" ({a['model']})" if a.get("model") else "") for a in ep["agents"])
+    agents = ", ".join(f"{a['role']}={a['name']}" + (f" ({a['model']}" + (f", {a['weights_id']}" if a.get("weights_id")
+                                                                           else "") + ")" if a.get("model") else "")
+                       for a in ep["agents"])
     ok = ep["outcome"]["success"]
     head = (f"[bold]{ep['episode_id']}[/]  scenario [bold]{ep['scenario_id']}[/] ({ep['scenario_hash']})  "
-            f"seed {ep['seed']}  trial {ep['trial']}\nagents: {agents}\n"
+            f"seed {ep['seed']}  trial {ep['trial']}\nagents: {agents}  policy {ep['policy']}\n"
             f"ended: {ep['termination']}  success: {'[green]yes[/]' if ok else '[red]no[/]'}  "
             f"faults injected: {len(ep['faults'])}")
     console.print(Panel(head, title="episode", expand=False))

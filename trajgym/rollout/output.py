@@ -14,6 +14,7 @@ from pathlib import Path
 
 from trajgym.errors import TrajgymError
 from trajgym.rollout.runner import WorkUnit
+from trajgym.trajectory.schema import TRAJECTORY_VERSION
 from trajgym.trajectory.store import read_heads, repair_torn_tail
 from trajgym.trajectory.units import UnitKey, counting
 
@@ -45,7 +46,11 @@ def finished_units(out: Path, units: list[WorkUnit]) -> set[UnitKey]:
     changed: set[str] = set()
     limits: set[str] = set()
     done: set[UnitKey] = set()
-    for _, head in counting(read_heads(out, skip_torn=True)):  # typed: a broken line is a located error
+    heads = list(read_heads(out, skip_torn=True))  # typed: a broken line is a located error
+    if any(head.schema_version != TRAJECTORY_VERSION for _, head in heads):
+        raise TrajgymError(f"{out} holds episodes of trajectory schema 1, written by an older trajgym: they are read "
+                           "(upgraded) but a job does not append to them; choose another output file")
+    for _, head in counting(heads):
         unit = by_key.get(head.key)
         if unit is None or head.infra:
             continue

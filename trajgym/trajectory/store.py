@@ -270,6 +270,7 @@ def read_heads(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[i
             line = _HeadLine.model_validate_json(raw)
         except ValidationError:
             line = None
+        written = line.schema_version if line is not None else TRAJECTORY_VERSION
         if line is None or line.schema_version != TRAJECTORY_VERSION or line.policy is None:
             data = _decode_or_skip(p, n, raw, torn, skip_torn)
             if data is None:
@@ -282,7 +283,7 @@ def read_heads(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[i
             raise TrajectoryFileError(p, n, "not a valid trajectory (policy: Field required)")
         key = UnitKey(line.scenario_id, line.seed, line.trial, line.policy)
         yield n, Head(key, line.termination == INFRA_ERROR, line.episode_id, line.scenario_path,
-                      line.scenario_hash, line.max_turns)
+                      line.scenario_hash, line.max_turns, written)
 
 
 def latest_per_unit(path: str | Path, *, validate: bool = True,

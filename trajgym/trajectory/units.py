@@ -75,6 +75,8 @@ class Head(NamedTuple):
     scenario_path: str
     scenario_hash: str
     max_turns: int | None = None
+    schema_version: int = 2
+    """The schema the line was written in (a schema 1 line is read upgraded)."""
 
 
 def counting(heads: Iterable[tuple[int, Head]]) -> list[tuple[int, Head]]:
