@@ -33,8 +33,9 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _canon(trajs: list[dict[str, Any]]) -> list[str]:
-    """Episodes as comparable text, without wall-clock fields, in a fixed order."""
-    return sorted(json.dumps(strip_wall(t), sort_keys=True) for t in trajs)
+    """Episodes as comparable text, without wall-clock fields and the job's id (a job run in parts is
+    other jobs: its units differ), in a fixed order."""
+    return sorted(json.dumps({**strip_wall(t), "job_id": None}, sort_keys=True) for t in trajs)
 
 
 def _units(episodes: int = 3, trials: int = 2) -> list:
