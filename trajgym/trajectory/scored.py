@@ -62,7 +62,8 @@ class FilterStamp(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    chain: list[dict[str, Any]] = Field(description="the chain's steps, in order, as the filter file gives them")
+    chain: list[dict[str, Any]] = Field(
+        description="the chain's steps, in order, each with every setting in effect (defaults included)")
     hash: str = Field(description="sha256 (16 hex) of the chain's canonical JSON")
     file: str | None = Field(default=None, description="the filter file it came from, if any")
 
