@@ -142,10 +142,6 @@ class OpenAIClient:
         self._asking.pop(model, None)
         return served
 
-    def forget_served(self) -> None:
-        """Ask the server again at the next :meth:`served_model` (its weights were reloaded)."""
-        self._served.clear()
-
     async def first_model(self) -> str:
         data = await self._request(self._models_head, f"{self.base_url}/models", None)
         try:

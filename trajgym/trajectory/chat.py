@@ -1,8 +1,7 @@
 """An episode rendered as a chat, and the conventions of a model's chat that the data keeps.
 
 :func:`chat_messages` gives the episode from one role's side as chat messages for a chat template
-(a reward model, a judge); :func:`role_messages` gives the messages a role actually exchanged, in
-the OpenAI format its model saw them. :data:`REPLY_SPEC` is the tool a model forced to call tools
+(a reward model, a judge). :data:`REPLY_SPEC` is the tool a model forced to call tools
 is offered to talk with: its calls are recorded as the step's message.
 
     >>> clip("abcdefghij", 4)
@@ -15,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from trajgym.trajectory.schema import StepRecord, ToolCallRecord, Trajectory
+from trajgym.trajectory.schema import ToolCallRecord, Trajectory
 
 REPLY_TOOL = "reply"
 REPLY_SPEC: dict[str, Any] = {
@@ -108,28 +107,3 @@ def chat_messages(traj: Trajectory, *, role: str = "support", include_instructio
         else:
             out.append({"role": speaker, "content": content})
     return out
-
-
-def role_messages(traj: Trajectory, role: str) -> list[dict[str, Any]]:
-    """The messages ``role`` exchanged, in the OpenAI chat format: what it observed before each of
-    its turns (system, user, tool messages, as the env sent them) and each action it took as an
-    assistant message (its text, its tool calls). A malformed action is an assistant message with
-    the raw action as its text."""
-    out: list[dict[str, Any]] = []
-    for step in traj.steps:
-        if step.role != role:
-            continue
-        out.extend(step.observation)
-        out.append(_assistant(step))
-    return out
-
-
-def _assistant(step: StepRecord) -> dict[str, Any]:
-    if step.error is not None:
-        return {"role": "assistant", "content": step.action}
-    message: dict[str, Any] = {"role": "assistant", "content": step.message}
-    if step.tool_calls:
-        message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-                                 for c in step.tool_calls]
-    return message

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from trajgym.trajectory.schema import INFRA_ERROR
+from trajgym.seeding import stable_seed
 
 
 class UnitKey(NamedTuple):
@@ -51,8 +51,7 @@ def policy_id(agents: Iterable[Mapping[str, Any]]) -> str:
 
 def episode_id(scenario_id: str, seed: int, trial: int, policy: str) -> str:
     """A deterministic episode id, unique per work unit: ``<scenario>-<13 hex>``."""
-    text = f"episode\x1f{scenario_id}\x1f{seed}\x1f{trial}\x1f{policy}".encode()
-    return f"{scenario_id}-{hashlib.blake2b(text, digest_size=8).hexdigest()[:13]}"
+    return f"{scenario_id}-{stable_seed('episode', scenario_id, seed, trial, policy):016x}"[: len(scenario_id) + 14]
 
 
 def unit_key(trajectory: Mapping[str, Any]) -> UnitKey:
@@ -93,9 +92,3 @@ def counting(heads: Iterable[tuple[int, Head]]) -> list[tuple[int, Head]]:
 def finished(heads: Iterable[tuple[int, Head]]) -> Iterator[tuple[int, Head]]:
     """The lines that count and did not end in ``infra_error`` (the units a resumed job skips)."""
     return ((n, h) for n, h in counting(heads) if not h.infra)
-
-
-def head_of(trajectory: Mapping[str, Any]) -> Head:
-    """The :class:`Head` of a trajectory line decoded as a dict (version 2)."""
-    return Head(unit_key(trajectory), trajectory["termination"] == INFRA_ERROR, trajectory["episode_id"],
-                trajectory["scenario_path"], trajectory["scenario_hash"], trajectory.get("max_turns"))
