@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,3 +365,39 @@ def test_a_model_forced_to_call_tools_talks_through_the_reply_tool(server: FakeO
     assert text is None and len(calls) == 1
     with pytest.raises(TrajgymError, match="tool named 'reply'"):
         support_agent(server, tool_choice="required").tools_of({"tools": [{"function": {"name": "reply"}}]})
+
+
+def test_an_agent_prepared_after_a_weight_swap_records_the_new_weights(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's /models answer is asked once per client, but the weights behind its ``root`` are
+    hashed at every prepare: VLLMServer.load_weights retargets that root (a link) to the new folder."""
+    import os
+
+    from trajgym.agents.openai_agent import ServedModel
+    from trajgym.serving.weights import weights_id
+
+    monkeypatch.setenv("TRAJGYM_CACHE", str(tmp_path / "cache"))
+    for name in ("base", "tuned"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(name.encode())
+    root = tmp_path / "served"
+    root.symlink_to(tmp_path / "base")
+    asked: list[str | None] = []
+
+    async def served_model(model: str | None) -> ServedModel:
+        asked.append(model)
+        return ServedModel("policy", str(root), 4096)
+
+    first = OpenAIAgent(base_url="http://127.0.0.1:9/v1")
+    monkeypatch.setattr(first.client, "served_model", served_model)
+    first.prepare()
+    assert first.model == "policy" and first.weights_id == weights_id(tmp_path / "base")
+    (tmp_path / "next").symlink_to(tmp_path / "tuned")
+    os.replace(tmp_path / "next", root)  # what a live swap does to the served folder
+    second = OpenAIAgent(base_url="http://127.0.0.1:9/v1")
+    assert second.client is first.client  # the process's one client: its /models answer is kept
+    second.prepare()
+    assert second.weights_id == weights_id(tmp_path / "tuned") != first.weights_id
+    pinned = OpenAIAgent(base_url="http://127.0.0.1:9/v1", weights_id="given")
+    pinned.prepare()
+    assert pinned.weights_id == "given"

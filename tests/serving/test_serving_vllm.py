@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from trajgym.serving.convert import MARKER, convert_bundled_model, is_converted
+from trajgym.serving.errors import ServingError
 from trajgym.serving.server import VLLMServer
 from trajgym.serving.weights import weights_id
 
@@ -199,3 +202,125 @@ def _logprobs_and_token_ids_come_back(server: VLLMServer) -> None:
     logprobs = [entry["logprob"] for entry in choice["logprobs"]["content"]]
     assert 0 < len(ids) == len(logprobs) <= 8, answer
     assert all(lp <= 0 for lp in logprobs), answer
+
+
+# -- the trained policy served: load_weights ---------------------------------------------------------------
+
+PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.", "List three prime numbers."]
+GREEDY_TOKENS = 16
+
+
+def _perturbed_copy(model: Path, out: Path) -> Path:
+    """``model`` with noise on its MLP weights (5% of each tensor's spread, seeded): a stand-in for a
+    fine-tuned copy, the same architecture, tokenizer and config, whose greedy answers differ."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir()
+    for f in model.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy2(f, out / f.name)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name, original in load_file(model / "model.safetensors").items():
+        tensors[name] = original.contiguous()
+        if original.is_floating_point() and ".mlp." in name:
+            wide = original.float()
+            noisy = wide + 0.05 * wide.std() * torch.randn(wide.shape, generator=generator)
+            tensors[name] = noisy.to(original.dtype).contiguous()
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+def _prompt_ids(model: Path) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    return [list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                               return_dict=True)["input_ids"]) for p in PROMPTS]
+
+
+def _strip_eos(ids: list[int], eos: int = 2) -> list[int]:
+    return ids[:-1] if ids and ids[-1] == eos else ids
+
+
+def _hf_greedy(model: Path, prompts: list[list[int]]) -> list[list[int]]:
+    """Greedy answers of transformers in this process, in float32 (as the server below computes)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    answers = []
+    with torch.no_grad():
+        for ids in prompts:
+            out = lm.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                              max_new_tokens=GREEDY_TOKENS, do_sample=False)
+            answers.append(_strip_eos(out[0, len(ids):].tolist()))
+    return answers
+
+
+def _vllm_greedy(server: VLLMServer, prompts: list[list[int]]) -> list[list[int]]:
+    answers = []
+    for ids in prompts:
+        answer = server.post("/v1/completions", {"model": server.served_model_name, "prompt": ids, "temperature": 0,
+                                                 "max_tokens": GREEDY_TOKENS, "return_token_ids": True})
+        answers.append(_strip_eos(list(answer["choices"][0]["token_ids"])))
+    return answers
+
+
+def _prepared_weights_id(server: VLLMServer) -> str | None:
+    """What an openai agent made now in this process records: the process's one client asked /models
+    before, so this is its answer's ``root`` hashed again."""
+    from trajgym.agents import OpenAIAgent
+
+    agent = OpenAIAgent(base_url=server.base_url)
+    agent.prepare()
+    return agent.weights_id
+
+
+def test_load_weights_serves_a_fine_tuned_copy(converted_model: Path, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A live swap to a perturbed copy: vLLM's greedy answers become transformers' on the copy, and the
+    weights id that /v1/models leads to (and an agent records) is the copy's. Then a restart back to
+    the bundled weights (the server taken out of dev mode: no swap possible), on the same port."""
+    import logging
+
+    from trajgym.serving.server import find_vllm_python
+
+    try:
+        find_vllm_python()
+    except ServingError as exc:  # no .venv-vllm (`make vllm-setup`)
+        if os.environ.get("TRAJGYM_REQUIRE_VLLM") == "1":
+            pytest.fail(f"TRAJGYM_REQUIRE_VLLM=1 but {exc}")
+        pytest.skip(str(exc))
+    tuned = _perturbed_copy(converted_model, tmp_path / "tuned")
+    prompts = _prompt_ids(converted_model)
+    base_answers, tuned_answers = _hf_greedy(converted_model, prompts), _hf_greedy(tuned, prompts)
+    assert base_answers != tuned_answers  # the copy's weights matter
+    log = logging.getLogger(__name__)
+    with VLLMServer(converted_model, dev_mode=True, extra_args=["--dtype", "float32"],
+                    log_path=tmp_path / "vllm.log", startup_timeout=600) as server:
+        port = server.port
+        assert _vllm_greedy(server, prompts) == base_answers
+        assert _prepared_weights_id(server) == weights_id(converted_model)
+
+        swap = server.load_weights(tuned)
+        log.info("live swap: %.2f s", swap.seconds)
+        assert swap.how == "swap" and swap.reason is None, swap
+        assert _vllm_greedy(server, prompts) == tuned_answers
+        (served,) = json.loads(urllib.request.urlopen(f"{server.base_url}/models", timeout=10).read())["data"]
+        assert served["id"] == server.served_model_name and Path(served["root"]) == server.served_path
+        assert swap.weights_id == weights_id(tuned) == weights_id(served["root"]) != weights_id(converted_model)
+        assert _prepared_weights_id(server) == weights_id(tuned)
+
+        server.dev_mode = False  # the next start is without dev mode: load_weights must restart
+        with caplog.at_level(logging.WARNING, logger="trajgym.serving.server"):
+            restart = server.load_weights(converted_model)
+        log.info("restart: %.2f s", restart.seconds)
+        assert restart.how == "restart" and "dev mode" in str(restart.reason)
+        assert any("restarting vLLM" in r.getMessage() for r in caplog.records)
+        assert server.port == port and server.healthy()
+        assert _vllm_greedy(server, prompts) == base_answers
+        assert restart.weights_id == weights_id(converted_model) == _prepared_weights_id(server)

@@ -122,9 +122,10 @@ class OpenAIClient:
         return data
 
     async def served_model(self, model: str | None) -> ServedModel | None:
-        """What the server says of ``model`` (its first model when None): name, checkpoint, context
-        length and the weights' id; asked once per client (one attempt: None when it does not answer).
-        The episodes that start while the answer is on its way wait for that one request."""
+        """What the server says of ``model`` (its first model when None): name, checkpoint folder and
+        context length; asked once per client (one attempt: None when it does not answer). The
+        episodes that start while the answer is on its way wait for that one request. The weights'
+        id is not part of it: :meth:`ServedModel.current_weights_id` hashes the folder each time."""
         if model in self._served:
             return self._served[model]
         loop = asyncio.get_running_loop()
@@ -138,7 +139,7 @@ class OpenAIClient:
             data = await self._request(self._models_head, f"{self.base_url}/models", None, retries=1)
         except TrajgymError:  # InfraError included: the episodes will meet the server's state
             data = None
-        served = self._served[model] = await _served_model(data, model)
+        served = self._served[model] = _served_model(data, model)
         self._asking.pop(model, None)
         return served
 
@@ -158,11 +159,22 @@ class ServedModel:
     name: str
     root: str | None
     max_model_len: int | None
-    weights_id: str | None
-    """The content hash of the checkpoint's weights when ``root`` is a folder here, else its name."""
+
+    async def current_weights_id(self) -> str | None:
+        """The content hash of the weights in ``root`` now, when it is a folder here, else its name.
+
+        Asked at every :meth:`OpenAIAgent.aprepare` (each episode), not cached with the rest: the
+        weights behind a served name change while the name, the folder and this process stay
+        (:meth:`trajgym.serving.server.VLLMServer.load_weights` retargets the ``root`` that vLLM
+        reports; a trainer rewrites a folder and reloads it). :func:`weights_id` remembers each
+        file state's hash, so an unchanged folder costs a listing and a few ``stat`` calls.
+        """
+        if not self.root:
+            return None
+        return await asyncio.to_thread(weights_id, self.root) or f"checkpoint:{self.root}"
 
 
-async def _served_model(data: Any, model: str | None) -> ServedModel | None:
+def _served_model(data: Any, model: str | None) -> ServedModel | None:
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         return None
@@ -170,9 +182,7 @@ async def _served_model(data: Any, model: str | None) -> ServedModel | None:
         if isinstance(entry, dict) and isinstance(entry.get("id"), str) and model in (None, entry["id"]):
             root = entry.get("root") if isinstance(entry.get("root"), str) else None
             length = entry.get("max_model_len")
-            weights = await asyncio.to_thread(weights_id, root) if root else None
-            return ServedModel(entry["id"], root, length if isinstance(length, int) else None,
-                               weights or (f"checkpoint:{root}" if root else None))
+            return ServedModel(entry["id"], root, length if isinstance(length, int) else None)
     return None
 
 
@@ -292,15 +302,18 @@ class OpenAIAgent(ChatAgent):
 
     async def aprepare(self) -> None:
         """Ask the server (once per client) for the served model: its name when none was given, its
-        weights' id, its context length; with ``api="tokens"``, load the tokenizer."""
+        context length; hash its folder's weights now (a swap since the last episode shows); with
+        ``api="tokens"``, load the tokenizer."""
         served = await self.client.served_model(self.model)
         if served is not None:
             self.model = self.model or served.name
             self.max_model_len = served.max_model_len
             if self.given_weights_id is None:
-                self.weights_id = served.weights_id
+                self.weights_id = await served.current_weights_id()
         if self.api == "tokens":
             folder = self.tokenizer or (served.root if served is not None else None)
+            if folder is not None and self.tokenizer is None:  # a served link's target: the tokenizer served now
+                folder = os.path.realpath(folder)
             if folder is None:
                 raise TrajgymError(f"api: tokens needs the served model's tokenizer: {self.base_url}/models names no "
                                    "folder (root) of it; pass the tokenizer option (a local model folder)")
