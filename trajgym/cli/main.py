@@ -17,10 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from trajgym._version import __version__
+from trajgym.cli.eval import add_eval_parser
+from trajgym.cli.export import add_export_parser
 from trajgym.cli.filter import add_filter_parser
 from trajgym.cli.report import add_report_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
+from trajgym.cli.train import add_train_parser
 from trajgym.errors import TrajgymError
 from trajgym.registry import resolve
 
@@ -118,6 +121,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("serve", add_serve_parser, "trajgym.cli.serve:serve"),
     Command("score", add_score_parser, "trajgym.cli.score:score"),
     Command("filter", add_filter_parser, "trajgym.cli.filter:filter_command"),
+    Command("export", add_export_parser, "trajgym.cli.export:export_command"),
+    Command("train", add_train_parser, "trajgym.cli.train:train_command"),
+    Command("eval", add_eval_parser, "trajgym.cli.eval:eval_command"),
     Command("report", add_report_parser, "trajgym.cli.report:report"),
     Command("schema", _add_schema_parser, "trajgym.cli.schema:schema_command"),
 )

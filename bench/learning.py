@@ -1,0 +1,215 @@
+"""Does training on trajgym's data make a better agent? Base against SFT against SFT+DPO, on seeds and
+scenarios that training never saw.
+
+    python bench/learning.py [--out runs/learning] [--train-episodes 16] [--epochs 2] [--no-dpo]
+
+Stages (each skipped when its output is already in --out, so a killed bench resumes):
+
+1. the oracle plays ``--train-episodes`` variations (job seed 0) of each training scenario; the
+   episodes are scored, and the successful ones exported as SFT records (``trajgym export --filters``);
+2. the base model (the bundled SmolLM2-135M-Instruct), served by vLLM, is evaluated greedily on
+   ``--eval-episodes`` held-out variations (job seed 1000) of each training scenario, and of each
+   held-out scenario;
+3. SFT (TRL, full fine-tuning) on the exported conversations; the trained model is served and
+   evaluated the same way;
+4. DPO: the SFT model plays the training variations ``--dpo-trials`` times at temperature
+   ``--dpo-temperature``; its own episodes are scored and paired (better against worse turn of one
+   variation), DPO trains from the SFT model, and the result is evaluated the same way.
+
+Prints the table (success on held-out seeds and on held-out scenarios per model, and each stage's
+time) and writes it to ``OUT/results.md`` and ``OUT/results.json``. Takes about an hour on two CPU
+cores. Needs ``make train-setup vllm-setup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trajgym.rollout.agentspec import AgentChoice, AgentSpec
+from trajgym.rollout.jobs import run_job
+from trajgym.rollout.runner import plan
+from trajgym.scenario.catalog import scenario_files
+from trajgym.scorers.base import ScoringContext
+from trajgym.scorers.config import load_scoring_config
+from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.serving.convert import convert_bundled_model
+from trajgym.trainers.config import DPORunConfig, SFTRunConfig
+from trajgym.trainers.evaluate import EvalOptions, EvalResult, evaluate
+from trajgym.trainers.export import export
+from trajgym.world.loader import load
+
+TRAIN = ["refund_damaged_item", "order_status_inquiry", "cancel_processing_order", "refund_outside_window",
+         "incident_response", "employee_onboarding"]
+HELD_OUT = ["stale_order_status", "refund_service_flaky", "expense_reimbursement"]
+TRAIN_SEED, EVAL_SEED = 0, 1000
+
+
+def stage(name: str, times: dict[str, float]) -> Any:
+    class _Timer:
+        def __enter__(self) -> None:
+            self.t0 = time.monotonic()
+            print(f"== {name}", flush=True)
+
+        def __exit__(self, *exc: object) -> None:
+            times[name] = round(time.monotonic() - self.t0, 1)
+            print(f"   {name}: {times[name]:.0f} s", flush=True)
+    return _Timer()
+
+
+def play(units: list[Any], out: Path, agent: AgentChoice, concurrency: int) -> None:
+    run_job(units, out, AgentSpec({"support": agent}), concurrency=concurrency)
+
+
+def score(src: Path, dst: Path) -> None:
+    config, scorers = load_scoring_config(None)
+    score_files([src], dst, Scoring(config, scorers, ScoringContext()))
+
+
+def evaluated(name: str, model: Path, args: argparse.Namespace, times: dict[str, float], *,
+              results: dict[str, EvalResult], trained_units: set[tuple[str, int]]) -> None:
+    folder = args.out / f"eval-{name}"
+    if (folder / "eval.json").is_file():
+        results[name] = _load_eval(folder)
+        return
+    with stage(f"evaluate {name}", times):
+        results[name] = evaluate(
+            model, [*args.train, *args.held_out], folder,
+            options=EvalOptions(episodes=args.eval_episodes, seed=EVAL_SEED, max_turns=args.max_turns,
+                                max_tokens=args.max_tokens),
+            extra_seen=trained_units, trained_scenarios=args.train, vllm_log=folder / "vllm.log")
+
+
+def _load_eval(folder: Path) -> EvalResult:
+    from trajgym.trainers.evaluate import ScenarioEval
+
+    data = json.loads((folder / "eval.json").read_text())
+    rows = [ScenarioEval(**{**r, "pass_k": {int(k): v for k, v in r["pass_k"].items()}}) for r in data["rows"]]
+    return EvalResult(model=data["model"], weights_id=data["weights_id"], rows=rows,
+                      trajectories=Path(data["trajectories"]), scored=Path(data["scored"]),
+                      dropped=data["dropped"], seconds=data["seconds"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/learning"))
+    p.add_argument("--train", nargs="+", default=TRAIN, help="training scenarios")
+    p.add_argument("--held-out", nargs="+", default=HELD_OUT, help="scenarios training never sees")
+    p.add_argument("--train-episodes", type=int, default=16, help="oracle variations per training scenario")
+    p.add_argument("--eval-episodes", type=int, default=5, help="held-out variations per scenario")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--lr", type=float, default=8e-5)
+    p.add_argument("--max-turns", type=int, default=24)
+    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--no-dpo", action="store_true")
+    p.add_argument("--dpo-trials", type=int, default=4)
+    p.add_argument("--dpo-episodes", type=int, default=4, help="training variations the SFT model replays")
+    p.add_argument("--dpo-temperature", type=float, default=0.8)
+    p.add_argument("--dpo-lr", type=float, default=5e-6)
+    p.add_argument("--dpo-max-steps", type=int, default=30, help="DPO optimizer steps at most (one pair each)")
+    p.add_argument("--dpo-epochs", type=float, default=1.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    results: dict[str, EvalResult] = {}
+    base = convert_bundled_model()
+
+    templates = [load(f) for f in scenario_files(args.train)]
+    train_units = plan(templates, args.train_episodes, TRAIN_SEED)
+    trained = {(u.key.scenario_id, u.key.seed) for u in train_units}
+    oracle_out, oracle_scored, sft_data = out / "oracle.jsonl", out / "oracle-scored.jsonl", out / "sft-data"
+    if not (sft_data / "export.json").is_file():
+        with stage("oracle episodes, scored, exported", times):
+            if not oracle_out.exists():
+                play(train_units, oracle_out, AgentChoice("oracle", {}), concurrency=16)
+            if not oracle_scored.exists():
+                score(oracle_out, oracle_scored)
+            filters = out / "passing.yaml"
+            filters.write_text("filters:\n  - success: true\n")
+            result = export([oracle_scored], sft_data, fmt="sft", filters=filters, force=True)
+            print(f"   {result.records} SFT records", flush=True)
+
+    evaluated("base", base, args, times, results=results, trained_units=trained)
+
+    sft_run = out / "sft"
+    if not (sft_run / "model" / "trajgym_training.json").is_file():
+        from trajgym.trainers.sft import train_sft
+
+        config = SFTRunConfig(model="bundled", data=str(sft_data.resolve()), output=str(sft_run.resolve()),
+                              epochs=args.epochs, learning_rate=args.lr, lr_scheduler="cosine", warmup_ratio=0.05,
+                              save_steps=50)
+        with stage("train sft", times):
+            summary = train_sft(config, progress=False)
+        (out / "sft-summary.json").write_text(json.dumps(summary, indent=2))
+    evaluated("sft", sft_run / "model", args, times, results=results, trained_units=trained)
+
+    if not args.no_dpo:
+        dpo_run, own, own_scored, dpo_data = out / "dpo", out / "sft-own.jsonl", out / "sft-own-scored.jsonl", out / "dpo-data"
+        if not (dpo_data / "export.json").is_file():
+            with stage("sft model's own episodes, scored, paired", times):
+                if not own.exists():
+                    from trajgym.serving.server import VLLMServer
+
+                    units = plan(templates, args.dpo_episodes, TRAIN_SEED, trials=args.dpo_trials,
+                                 max_turns=args.max_turns)
+                    with VLLMServer(sft_run / "model", max_model_len=8192, log_path=out / "vllm-own.log") as server:
+                        play(units, own, AgentChoice("openai", {
+                            "base_url": server.base_url, "api": "tokens", "tool_choice": "auto", "timeout_s": 900.0,
+                            "sampling": {"temperature": args.dpo_temperature, "max_tokens": args.max_tokens}}),
+                            concurrency=64)
+                if not own_scored.exists():
+                    score(own, own_scored)
+                result = export([own_scored], dpo_data, fmt="dpo", min_margin=0.1, force=True)
+                print(f"   {result.records} DPO pairs", flush=True)
+        if not (dpo_run / "model" / "trajgym_training.json").is_file():
+            from trajgym.trainers.dpo import train_dpo
+
+            dconfig = DPORunConfig(model=str((sft_run / "model").resolve()), data=str(dpo_data.resolve()),
+                                   output=str(dpo_run.resolve()), epochs=args.dpo_epochs, learning_rate=args.dpo_lr,
+                                   max_steps=args.dpo_max_steps, save_steps=50)
+            with stage("train dpo", times):
+                summary = train_dpo(dconfig, progress=False)
+            (out / "dpo-summary.json").write_text(json.dumps(summary, indent=2))
+        evaluated("dpo", dpo_run / "model", args, times, results=results, trained_units=trained)
+
+    report(args, results, times)
+    return 0
+
+
+def report(args: argparse.Namespace, results: dict[str, EvalResult], times: dict[str, float]) -> None:
+    lines = [f"Learning bench ({platform.machine()}, {sys.platform}): trained on {', '.join(args.train)} "
+             f"({args.train_episodes} oracle variations each); held-out scenarios {', '.join(args.held_out)}; "
+             f"{args.eval_episodes} held-out variations per scenario, greedy.", "",
+             "| model | held-out seeds | held-out scenarios | weights |", "|---|---|---|---|"]
+    for name, r in results.items():
+        cells = []
+        for split in ("held-out seeds", "held-out scenario"):
+            ok, n = r.split_success(split)  # type: ignore[arg-type]
+            cells.append(f"{ok}/{n} = {ok / n:.0%}" if n else "-")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {r.weights_id} |")
+    lines += ["", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in times.items()]
+    for name in ("sft", "dpo"):
+        path = args.out / f"{name}-summary.json"
+        if path.is_file():
+            s = json.loads(path.read_text())
+            lines.append(f"\n{name}: {s['steps']} steps, {s['records']} records, {s['tokens']} tokens, "
+                         f"{s['tokens_per_s']} tokens/s, loss {s['first_loss']} -> {s['final_loss']}"
+                         + (f", reward accuracy {s.get('final_reward_accuracy')}" if name == "dpo" else ""))
+    text = "\n".join(lines)
+    print(text)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps({k: v.to_json() for k, v in results.items()} | {"times": times},
+                                                      indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

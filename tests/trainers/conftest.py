@@ -1,0 +1,56 @@
+"""Fixtures of the trainer tests: real oracle (and random) episodes, one per domain, scored by the
+real pipeline; the bundled model's tokenizer (the ``train`` extra: skipped without it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainers_helpers import SCENARIOS
+
+from trajgym.rollout.agentspec import AgentSpec
+from trajgym.rollout.episode import run_episode
+from trajgym.rollout.jobs import run_job
+from trajgym.rollout.runner import agents_for, plan
+from trajgym.scenario.catalog import resolve
+from trajgym.scorers.config import load_scoring_config
+from trajgym.scorers.pipeline import Scoring, score_files
+from trajgym.trajectory.schema import Trajectory
+from trajgym.world.loader import load
+
+
+@pytest.fixture(scope="session")
+def oracle_episodes() -> dict[str, Trajectory]:
+    """scenario id -> the oracle's episode on seed 7."""
+    out = {}
+    for sid in SCENARIOS:
+        template = load(resolve(sid))
+        out[sid] = Trajectory.model_validate(run_episode(template, 7, agents_for(template, "oracle")))
+    return out
+
+
+@pytest.fixture(scope="session")
+def scored_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Oracle and random support on every scenario of :data:`SCENARIOS`, one variation each (same
+    seeds: oracle and random share groups), scored with the default scorers."""
+    root = tmp_path_factory.mktemp("scored")
+    templates = [load(resolve(s)) for s in SCENARIOS]
+    files = []
+    for agent in ("oracle", "random"):
+        files.append(root / f"{agent}.jsonl")
+        run_job(plan(templates, episodes=1, seed=7), files[-1], AgentSpec.support(agent), fsync=False)
+    out = root / "scored.jsonl"
+    score_files(files, out, Scoring(*load_scoring_config(None)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    """The bundled model's tokenizer, with its (serving) chat template."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from trajgym.serving.convert import convert_bundled_model
+
+    return AutoTokenizer.from_pretrained(str(convert_bundled_model()))

@@ -1,0 +1,126 @@
+"""Training configs: what ``trajgym train sft|dpo CONFIG.yaml`` reads, as pydantic models.
+
+A config names the model to start from, the exported dataset (``trajgym export``) and the run folder,
+plus the optimisation settings. Unknown keys are rejected and every problem is reported as
+``file:line:col: message``; relative paths are relative to the config file's folder. A command-line
+option overrides the file (``--out``, ``--max-steps``).
+
+    model: bundled                 # or a transformers folder (a previous run's model/)
+    data: ../runs/sft-data         # a `trajgym export --format sft` folder
+    output: ../runs/sft            # the run folder: checkpoints/, model/, curves.csv, curves.png
+    epochs: 2
+    learning_rate: 5.0e-5
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trajgym.configfile import load_config
+from trajgym.errors import ConfigFileError
+
+BUNDLED = "bundled"
+"""The ``model`` that names the bundled SmolLM2-135M-Instruct (converted on first use)."""
+
+
+class TrainConfigError(ConfigFileError):
+    """A training config is broken. Carries every problem found, each located in the file."""
+
+
+class LoraOptions(BaseModel):
+    """LoRA adapters (PEFT) instead of full fine-tuning; merged into the saved model, so it serves as is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="scaling numerator (lora_alpha)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description="modules that get adapters")
+
+
+class TrainConfig(BaseModel):
+    """Settings every training method shares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(BUNDLED, description="'bundled' (SmolLM2-135M-Instruct) or a transformers folder")
+    data: str = Field(description="a `trajgym export` folder of the method's format")
+    output: str = Field(description="the run folder (checkpoints, the trained model, curves)")
+    epochs: float = Field(1.0, gt=0, description="passes over the data")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    learning_rate: float = Field(5e-5, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(1, ge=1, description="records per device batch")
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    max_length: int = Field(4096, ge=16, description="tokens per record; longer ones are cut")
+    dtype: Literal["bfloat16", "float32"] = Field(
+        "bfloat16", description="the weights' and the arithmetic's type (bfloat16: about twice as fast on a CPU)")
+    seed: int = 0
+    lora: LoraOptions | None = Field(None, description="LoRA adapters instead of full fine-tuning")
+    save_steps: int = Field(25, ge=1, description="a checkpoint every N steps (a killed run resumes from the last)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    logging_steps: int = Field(1, ge=1, description="a row of the training curves every N steps")
+    gradient_checkpointing: bool = Field(False, description="less memory, more time")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda when available, else cpu")
+
+    def resolve(self, base: Path) -> TrainConfig:
+        """A copy with ``data``, ``output`` and a folder ``model`` made absolute against ``base``."""
+        def absolute(p: str) -> str:
+            path = Path(p).expanduser()
+            return str(path if path.is_absolute() else (base / path).resolve())
+
+        changes: dict[str, Any] = {"data": absolute(self.data), "output": absolute(self.output)}
+        if self.model != BUNDLED:
+            changes["model"] = absolute(self.model)
+        return self.model_copy(update=changes)
+
+
+class SFTRunConfig(TrainConfig):
+    """``trajgym train sft``: supervised fine-tuning on whole learner conversations, the loss only on
+    what the learner said and called (TRL's SFTTrainer, ``assistant_only_loss``)."""
+
+    method: Literal["sft"] = "sft"
+    packing: bool = Field(False, description="pack records into max_length rows (padding-free); fewer pad tokens")
+
+
+class DPORunConfig(TrainConfig):
+    """``trajgym train dpo``: direct preference optimisation on exported pairs (TRL's DPOTrainer)."""
+
+    method: Literal["dpo"] = "dpo"
+    learning_rate: float = Field(1e-6, gt=0)
+    beta: float = Field(0.1, gt=0, description="how far the policy may move from the reference (higher: less)")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    precompute_ref_log_probs: bool = Field(
+        True, description="score the pairs with the reference model once, before training (no second model in memory)")
+    sft_weight: float = Field(0.0, ge=0, description="add this much SFT loss on the chosen answers (RPO); 0: none")
+
+    @model_validator(mode="after")
+    def _check(self) -> DPORunConfig:
+        if self.sft_weight and self.loss_type != "sigmoid":
+            raise ValueError("sft_weight mixes an SFT loss into the sigmoid DPO loss only: set loss_type: sigmoid")
+        return self
+
+
+RunConfig = SFTRunConfig | DPORunConfig
+_MODELS: dict[str, type[TrainConfig]] = {"sft": SFTRunConfig, "dpo": DPORunConfig}
+_EXAMPLE = "model: bundled, data: runs/sft-data, output: runs/sft, epochs: 2"
+
+
+def load_train_config(path: str | Path, method: Literal["sft", "dpo"]) -> SFTRunConfig | DPORunConfig:
+    """Read ``path`` as a ``method`` config, its relative paths made absolute against its folder."""
+    p = Path(path)
+    model = _MODELS[method]
+    config, located = load_config(p, model, what=f"{method} training config", example=_EXAMPLE,
+                                  error=TrainConfigError)
+    data = located.data if isinstance(located.data, dict) else {}
+    if data.get("method", method) != method:
+        raise TrainConfigError([located.problem(("method",), f"this is a {data['method']} config; run "
+                                                            f"`trajgym train {data['method']} {p}`")])
+    resolved = config.resolve(p.parent.resolve())
+    assert isinstance(resolved, SFTRunConfig | DPORunConfig)
+    return resolved
