@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=5, help="held-out variations per scenario")
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--lr", type=float, default=8e-5)
-    p.add_argument("--max-turns", type=int, default=24)
-    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--max-turns", type=int, default=20, help="turns per episode at most (the oracle needs 18)")
+    p.add_argument("--max-tokens", type=int, default=128, help="tokens per answer at most (the longest call: ~50)")
     p.add_argument("--no-dpo", action="store_true")
     p.add_argument("--dpo-trials", type=int, default=4)
     p.add_argument("--dpo-episodes", type=int, default=4, help="training variations the SFT model replays")
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dpo-epochs", type=float, default=1.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # killed (SIGTERM): unwind, so a vLLM server the bench started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -137,8 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             result = export([oracle_scored], sft_data, fmt="sft", filters=filters, force=True)
             print(f"   {result.records} SFT records", flush=True)
 
-    evaluated("base", base, args, times, results=results, trained_units=trained)
-
     sft_run = out / "sft"
     if not (sft_run / "model" / "trajgym_training.json").is_file():
         from trajgym.trainers.sft import train_sft
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = train_sft(config, progress=False)
         (out / "sft-summary.json").write_text(json.dumps(summary, indent=2))
     evaluated("sft", sft_run / "model", args, times, results=results, trained_units=trained)
+    evaluated("base", base, args, times, results=results, trained_units=trained)
 
     if not args.no_dpo:
         dpo_run, own, own_scored, dpo_data = out / "dpo", out / "sft-own.jsonl", out / "sft-own-scored.jsonl", out / "dpo-data"
@@ -189,7 +191,7 @@ def report(args: argparse.Namespace, results: dict[str, EvalResult], times: dict
              f"({args.train_episodes} oracle variations each); held-out scenarios {', '.join(args.held_out)}; "
              f"{args.eval_episodes} held-out variations per scenario, greedy.", "",
              "| model | held-out seeds | held-out scenarios | weights |", "|---|---|---|---|"]
-    for name, r in results.items():
+    for name, r in sorted(results.items(), key=lambda kv: ["base", "sft", "dpo"].index(kv[0])):
         cells = []
         for split in ("held-out seeds", "held-out scenario"):
             ok, n = r.split_success(split)  # type: ignore[arg-type]

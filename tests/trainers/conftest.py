@@ -3,6 +3,8 @@ real pipeline; the bundled model's tokenizer (the ``train`` extra: skipped witho
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,12 @@ from trajgym.scorers.config import load_scoring_config
 from trajgym.scorers.pipeline import Scoring, score_files
 from trajgym.trajectory.schema import Trajectory
 from trajgym.world.loader import load
+
+# Without the train extra the test modules skip (pytest.importorskip); .ci/run installs it and sets
+# TRAJGYM_REQUIRE_TRAIN=1, and then a missing package fails the run instead of skipping its tests.
+_MISSING = [m for m in ("torch", "transformers", "trl", "datasets", "peft") if importlib.util.find_spec(m) is None]
+if _MISSING and os.environ.get("TRAJGYM_REQUIRE_TRAIN") == "1":
+    raise pytest.UsageError(f"TRAJGYM_REQUIRE_TRAIN=1 but {', '.join(_MISSING)} not installed: run `make train-setup`")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 pytest.importorskip("datasets")
+pytest.importorskip("trl")
 
 import datasets
 from rich.console import Console

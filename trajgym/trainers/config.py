@@ -58,8 +58,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(1, ge=1, description="records per device batch")
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     max_length: int = Field(4096, ge=16, description="tokens per record; longer ones are cut")
-    dtype: Literal["bfloat16", "float32"] = Field(
-        "bfloat16", description="the weights' and the arithmetic's type (bfloat16: about twice as fast on a CPU)")
+    precision: Literal["mixed", "bf16", "fp32"] = Field(
+        "mixed", description="mixed: float32 weights and optimizer, bfloat16 arithmetic (autocast); bf16: all "
+                             "bfloat16 (updates smaller than a weight's precision are lost); fp32: all float32")
     seed: int = 0
     lora: LoraOptions | None = Field(None, description="LoRA adapters instead of full fine-tuning")
     save_steps: int = Field(25, ge=1, description="a checkpoint every N steps (a killed run resumes from the last)")
@@ -115,12 +116,7 @@ def load_train_config(path: str | Path, method: Literal["sft", "dpo"]) -> SFTRun
     """Read ``path`` as a ``method`` config, its relative paths made absolute against its folder."""
     p = Path(path)
     model = _MODELS[method]
-    config, located = load_config(p, model, what=f"{method} training config", example=_EXAMPLE,
-                                  error=TrainConfigError)
-    data = located.data if isinstance(located.data, dict) else {}
-    if data.get("method", method) != method:
-        raise TrainConfigError([located.problem(("method",), f"this is a {data['method']} config; run "
-                                                            f"`trajgym train {data['method']} {p}`")])
+    config, _ = load_config(p, model, what=f"{method} training config", example=_EXAMPLE, error=TrainConfigError)
     resolved = config.resolve(p.parent.resolve())
     assert isinstance(resolved, SFTRunConfig | DPORunConfig)
     return resolved

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "tools")
 
 
-def build_trainer(config: DPORunConfig, run: RunFolder, *, progress: bool = True) -> tuple[Any, Any, Any, Any]:
+def build_trainer(config: DPORunConfig, run: RunFolder, *, progress: bool = True,
+                  data: tuple[Any, dict[str, Any]] | None = None) -> tuple[Any, Any, Any, Any]:
     """TRL's DPOTrainer for ``config``: ``(trainer, tokenizer, dataset, manifest)``."""
     from trl.trainer.dpo_config import DPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
@@ -36,7 +37,7 @@ def build_trainer(config: DPORunConfig, run: RunFolder, *, progress: bool = True
     from trajgym.trainers.callbacks import CurvesCallback
     from trajgym.trainers.template import apply_to
 
-    dataset, manifest = load_export(config.data, "dpo")
+    dataset, manifest = data if data is not None else load_export(config.data, "dpo")
     model, tokenizer, _ = load_policy(config)
     apply_to(tokenizer)  # the markers render nothing: prompts and answers tokenize as served
     loss: list[str] = ["sigmoid", "sft"] if config.sft_weight else [config.loss_type]
@@ -56,12 +57,13 @@ def train_dpo(config: DPORunConfig, *, progress: bool = True, overrides: tuple[s
     """Train ``config`` to the end (resuming the run folder's last checkpoint, if any); return the
     run's summary (with the trained model's ``weights_id`` and the last reward accuracy)."""
     require_train_extra()
+    data = load_export(config.data, "dpo")  # before the run folder is made: bad data leaves nothing behind
     run, resume = open_run(config, overrides=overrides)
-    trainer, tokenizer, dataset, manifest = build_trainer(config, run, progress=progress)
-    data = trainer.train_dataset
+    trainer, tokenizer, dataset, manifest = build_trainer(config, run, progress=progress, data=data)
+    rows = trainer.train_dataset
     per_epoch = sum(len(p) + len(c) + len(r) for p, c, r in
-                    zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"], strict=True))
-    steps_per_epoch = max(1, -(-len(data) // (config.batch_size * config.grad_accum)))
+                    zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True))
+    steps_per_epoch = max(1, -(-len(rows) // (config.batch_size * config.grad_accum)))
     fraction = (config.max_steps / steps_per_epoch) if config.max_steps is not None else config.epochs
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)

@@ -123,7 +123,7 @@ def load_policy(config: TrainConfig) -> tuple[Any, Any, Path]:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = base_folder(config)
-    dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token is None:
@@ -150,7 +150,7 @@ def common_args(config: TrainConfig, run: RunFolder) -> dict[str, Any]:
         "per_device_train_batch_size": config.batch_size,
         "gradient_accumulation_steps": config.grad_accum,
         "max_length": config.max_length,
-        "bf16": config.dtype == "bfloat16",
+        "bf16": config.precision in ("mixed", "bf16"),  # autocast; the weights' type is load_policy's
         "seed": config.seed,
         "data_seed": config.seed,
         "save_strategy": "steps",
@@ -158,7 +158,7 @@ def common_args(config: TrainConfig, run: RunFolder) -> dict[str, Any]:
         "save_total_limit": config.save_total_limit,
         "logging_steps": config.logging_steps,
         "logging_first_step": True,
-        "gradient_checkpointing": config.gradient_checkpointing,
+        "activation_checkpointing": config.gradient_checkpointing,
         "use_cpu": config.device == "cpu" or (config.device == "auto" and not _cuda()),
         "report_to": "none",
         "dataloader_num_workers": 0,
@@ -214,6 +214,8 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # LoRA: one plain folder that vLLM serves as is
         model = model.merge_and_unload()
+    model = model.to(_saved_dtype(base))  # the base's type: served alike, and a live swap stays possible
+    model.config.dtype = _saved_dtype(base)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.chat_template = None
     tokenizer.save_pretrained(tmp)
@@ -244,6 +246,19 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
     (run.model / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
     run.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _saved_dtype(base: Path) -> Any:
+    """The torch dtype of the base model's weights (its config.json), float32 if it names none."""
+    import torch
+
+    try:
+        config = json.loads((base / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    dtype = getattr(torch, str(name), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
 def _read_training(folder: Path) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from trajgym.trainers.run import (
 log = logging.getLogger(__name__)
 
 
-def build_trainer(config: SFTRunConfig, run: RunFolder, *, progress: bool = True) -> tuple[Any, Any, Any, Any]:
+def build_trainer(config: SFTRunConfig, run: RunFolder, *, progress: bool = True,
+                  data: tuple[Any, dict[str, Any]] | None = None) -> tuple[Any, Any, Any, Any]:
     """TRL's SFTTrainer for ``config``: ``(trainer, tokenizer, dataset, manifest)``."""
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
@@ -37,7 +38,7 @@ def build_trainer(config: SFTRunConfig, run: RunFolder, *, progress: bool = True
     from trajgym.trainers.callbacks import CurvesCallback
     from trajgym.trainers.template import apply_to
 
-    dataset, manifest = load_export(config.data, "sft")
+    dataset, manifest = data if data is not None else load_export(config.data, "sft")
     model, tokenizer, _ = load_policy(config)
     apply_to(tokenizer)
     args = SFTConfig(
@@ -55,8 +56,9 @@ def train_sft(config: SFTRunConfig, *, progress: bool = True, overrides: tuple[s
     """Train ``config`` to the end (resuming the run folder's last checkpoint, if any); return the
     run's summary (with the trained model's ``weights_id``)."""
     require_train_extra()
+    data = load_export(config.data, "sft")  # before the run folder is made: bad data leaves nothing behind
     run, resume = open_run(config, overrides=overrides)
-    trainer, tokenizer, dataset, manifest = build_trainer(config, run, progress=progress)
+    trainer, tokenizer, dataset, manifest = build_trainer(config, run, progress=progress, data=data)
     if resume is not None:
         log.info("resuming %s from %s", run.root, resume.name)
     tokens = _trained_tokens(trainer, config)
