@@ -17,8 +17,8 @@ Stages (each skipped when its output is already in --out, so a killed bench resu
    variation), DPO trains from the SFT model, and the result is evaluated the same way.
 
 Prints the table (success on held-out seeds and on held-out scenarios per model, and each stage's
-time) and writes it to ``OUT/results.md`` and ``OUT/results.json``. Takes about an hour on two CPU
-cores. Needs ``make train-setup vllm-setup``.
+time) and writes it to ``OUT/results.md`` and ``OUT/results.json``. Takes about an hour and a half on
+two CPU cores (SFT is most of it). Needs ``make train-setup vllm-setup``.
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per answer at most (the longest call: ~50)")
     p.add_argument("--no-dpo", action="store_true")
     p.add_argument("--dpo-trials", type=int, default=4)
-    p.add_argument("--dpo-episodes", type=int, default=4, help="training variations the SFT model replays")
+    p.add_argument("--dpo-episodes", type=int, default=3, help="training variations the SFT model replays")
     p.add_argument("--dpo-temperature", type=float, default=0.8)
     p.add_argument("--dpo-lr", type=float, default=5e-6)
-    p.add_argument("--dpo-max-steps", type=int, default=30, help="DPO optimizer steps at most (one pair each)")
+    p.add_argument("--dpo-max-steps", type=int, default=20, help="DPO optimizer steps at most (one pair each)")
     p.add_argument("--dpo-epochs", type=float, default=1.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

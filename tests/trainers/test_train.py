@@ -287,7 +287,7 @@ def test_eval_plays_scores_and_splits_held_out_variations(vllm_server: Any, tmp_
                      "--hold-out-from", str(trained), "--episodes", "2", "--max-turns", "4", "--max-tokens", "48",
                      "--api", "chat", "--out", str(tmp_path / "eval")])
     assert code == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines at the terminal's width
     assert "left out 1 trained-on variations" in out
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
     rows = {r["scenario_id"]: r for r in result["rows"]}

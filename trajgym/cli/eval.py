@@ -63,8 +63,9 @@ def eval_command(args: argparse.Namespace, console: Console) -> int:
         ok, n = result.split_success(split)
         if n:
             console.print(f"{split}: {ok}/{n} = {ok / n:.0%}", highlight=False)
-    left = f"; left out {result.dropped} trained-on variations" if result.dropped else ""
-    console.print(f"wrote {escape(str(Path(args.out) / 'eval.json'))}{left}", highlight=False)
+    if result.dropped:
+        console.print(f"left out {result.dropped} trained-on variations", highlight=False)
+    console.print(f"wrote {escape(str(Path(args.out) / 'eval.json'))}", highlight=False)
     return 0
 
 
