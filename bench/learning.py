@@ -197,6 +197,14 @@ def report(args: argparse.Namespace, results: dict[str, EvalResult], times: dict
             ok, n = r.split_success(split)  # type: ignore[arg-type]
             cells.append(f"{ok}/{n} = {ok / n:.0%}" if n else "-")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {r.weights_id} |")
+    names = sorted(results, key=["base", "sft", "dpo"].index)
+    lines += ["", "| scenario | split | " + " | ".join(f"{n} success (mean total)" for n in names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    for scenario in [*args.train, *args.held_out]:
+        rows = {n: next((r for r in results[n].rows if r.scenario_id == scenario), None) for n in names}
+        split = next((r.split for r in rows.values() if r), "-")
+        cells = [f"{r.successes}/{r.episodes} ({r.mean_total:.2f})" if r else "-" for r in rows.values()]
+        lines.append(f"| {scenario} | {split} | " + " | ".join(cells) + " |")
     lines += ["", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in times.items()]
     for name in ("sft", "dpo"):
