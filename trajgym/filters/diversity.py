@@ -70,7 +70,8 @@ def embedding_spread(vectors: Vectors) -> float:
     return min(2.0, max(0.0, 1.0 - mean_cos))
 
 
-def _trajectory(episode: Trajectory | ScoredTrajectory) -> Trajectory:
+def trajectory_of(episode: Trajectory | ScoredTrajectory) -> Trajectory:
+    """The trajectory of an episode given bare or as a scored record."""
     return episode.trajectory if isinstance(episode, ScoredTrajectory) else episode
 
 
@@ -92,7 +93,7 @@ def diversity(episodes: Episodes, *, embedder: Embedder | None = None,
               roles: Sequence[str] = DEFAULT_ROLES) -> dict[str, float]:
     """The diversity figures of ``episodes`` (trajectories or scored records) as a flat dict, see
     the module docstring; ``embedding_spread`` only when an ``embedder`` is given."""
-    trajs = [_trajectory(e) for e in episodes]
+    trajs = [trajectory_of(e) for e in episodes]
     vectors = embedder.embed(trajs, roles) if embedder is not None else None
     return _figures([action_names(t, roles) for t in trajs], vectors)
 
@@ -101,7 +102,7 @@ def diversity_by_scenario(episodes: Episodes, *, embedder: Embedder | None = Non
                           roles: Sequence[str] = DEFAULT_ROLES) -> dict[str, Any]:
     """``{"overall": figures, "per_scenario": {scenario_id: figures}}`` (figures as in
     :func:`diversity`), embedding every episode once."""
-    trajs = [_trajectory(e) for e in episodes]
+    trajs = [trajectory_of(e) for e in episodes]
     chains = [action_names(t, roles) for t in trajs]
     vectors = embedder.embed(trajs, roles) if embedder is not None else None
     rows: dict[str, list[int]] = defaultdict(list)
