@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,21 @@ def tokenizer() -> Any:
     from trajgym.serving.convert import convert_bundled_model
 
     return AutoTokenizer.from_pretrained(str(convert_bundled_model()))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(converted_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with random weights and the bundled model's tokenizer and chat template."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    config = AutoConfig.from_pretrained(converted_model)
+    config.update({"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "head_dim": 16, "dtype": "float32"})
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copyfile(converted_model / name, folder / name)
+    return folder

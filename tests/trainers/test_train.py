@@ -17,7 +17,6 @@ pytest.importorskip("datasets")
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from trajgym.cli.main import main as cli_main
 from trajgym.errors import TrajgymError
@@ -30,20 +29,6 @@ from trajgym.trainers.evaluate import held_out_units, trained_on
 from trajgym.trainers.export import export
 from trajgym.trainers.run import TRAINING_FILE, RunFolder, TrainingError
 from trajgym.trainers.sft import build_trainer, train_sft
-
-
-@pytest.fixture(scope="module")
-def tiny_model(converted_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with random weights and the bundled model's tokenizer and chat template."""
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    config = AutoConfig.from_pretrained(converted_model)
-    config.update({"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "head_dim": 16, "dtype": "float32"})
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copyfile(converted_model / name, folder / name)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -107,16 +107,62 @@ class DPORunConfig(TrainConfig):
         return self
 
 
-RunConfig = SFTRunConfig | DPORunConfig
-_MODELS: dict[str, type[TrainConfig]] = {"sft": SFTRunConfig, "dpo": DPORunConfig}
+class GRPORunConfig(TrainConfig):
+    """``trajgym train grpo``: online multi-turn RL. Each step the policy, served by vLLM, plays
+    ``group_size`` episodes of ``variations_per_step`` scenario variations; the scored episodes'
+    rewards are compared within each variation (group-relative advantages), one clipped policy-gradient
+    update is made on the learner's own tokens, and the new weights are served in place."""
+
+    method: Literal["grpo"] = "grpo"
+    data: str | None = Field(None, description="unused: GRPO plays its own episodes")  # type: ignore[assignment]
+    scenarios: list[str] = Field(min_length=1, description="scenario ids or files the policy plays")
+    max_steps: int | None = Field(10, ge=1, description="RL steps (play, score, update, serve)")
+    learning_rate: float = Field(1e-6, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    variations_per_step: int = Field(4, ge=1, description="scenario variations played per step (over all scenarios)")
+    group_size: int = Field(4, ge=2, description="episodes per variation (K): the group its rewards are compared in")
+    clip_epsilon: float = Field(0.2, gt=0, description="the importance ratio is clipped to [1-eps, 1+eps_high]")
+    clip_epsilon_high: float | None = Field(None, gt=0, description="upper clip (default: clip_epsilon)")
+    beta: float = Field(0.0, ge=0, description="weight of the KL penalty to the starting model (0: none, no "
+                                               "reference model in memory)")
+    scale_rewards: Literal["group", "none"] = Field(
+        "group", description="group: advantages divided by the group's reward std; none: only centred (Dr. GRPO)")
+    updates_per_step: int = Field(1, ge=1, description="optimizer steps on each batch of episodes")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature while playing")
+    max_tokens: int = Field(256, ge=1, description="tokens per model turn")
+    max_turns: int | None = Field(None, ge=1, description="cut episodes at this many turns (default: the scenario's)")
+    scoring: str | None = Field(None, description="a scorer config (default: trajgym's scorers); the reward is "
+                                                  "its weighted total, vetoes included")
+    concurrency: int = Field(32, ge=1, description="episodes in flight")
+    max_model_len: int = Field(8192, ge=256, description="vLLM's context length")
+    request_timeout: float = Field(900.0, gt=0)
+    base_url: str | None = Field(None, description="play against this running server instead of starting vLLM "
+                                                   "(it must serve the starting model; no weights are swapped)")
+
+    def resolve(self, base: Path) -> GRPORunConfig:
+        def absolute(p: str) -> str:
+            path = Path(p).expanduser()
+            return str(path if path.is_absolute() else (base / path).resolve())
+
+        changes: dict[str, Any] = {"output": absolute(self.output)}
+        if self.model != BUNDLED:
+            changes["model"] = absolute(self.model)
+        if self.scoring is not None:
+            changes["scoring"] = absolute(self.scoring)
+        changes["scenarios"] = [absolute(s) if s.endswith((".yaml", ".yml")) else s for s in self.scenarios]
+        return self.model_copy(update=changes)
+
+
+RunConfig = SFTRunConfig | DPORunConfig | GRPORunConfig
+_MODELS: dict[str, type[TrainConfig]] = {"sft": SFTRunConfig, "dpo": DPORunConfig, "grpo": GRPORunConfig}
 _EXAMPLE = "model: bundled, data: runs/sft-data, output: runs/sft, epochs: 2"
 
 
-def load_train_config(path: str | Path, method: Literal["sft", "dpo"]) -> SFTRunConfig | DPORunConfig:
+def load_train_config(path: str | Path, method: Literal["sft", "dpo", "grpo"]) -> RunConfig:
     """Read ``path`` as a ``method`` config, its relative paths made absolute against its folder."""
     p = Path(path)
     model = _MODELS[method]
     config, _ = load_config(p, model, what=f"{method} training config", example=_EXAMPLE, error=TrainConfigError)
     resolved = config.resolve(p.parent.resolve())
-    assert isinstance(resolved, SFTRunConfig | DPORunConfig)
+    assert isinstance(resolved, SFTRunConfig | DPORunConfig | GRPORunConfig)
     return resolved

@@ -89,9 +89,7 @@ def open_run(config: TrainConfig, *, overrides: Iterable[str] = ()) -> tuple[Run
     if (run.model / TRAINING_FILE).is_file():
         raise TrainingError(f"{run.root} holds a finished run (its model is {run.model}); give another output folder")
     if run.config_file.is_file():
-        held = json.loads(run.config_file.read_text())
-        differ = sorted(k for k in set(held) | set(wanted)
-                        if held.get(k) != wanted.get(k) and k not in set(overrides))
+        differ = config_differences(run.config_file, wanted, ignore=overrides)
         if differ:
             raise TrainingError(f"{run.root} holds a run started with another config (differs in: "
                                 f"{', '.join(differ)}); give another output folder, or the same config to resume it")
@@ -100,6 +98,14 @@ def open_run(config: TrainConfig, *, overrides: Iterable[str] = ()) -> tuple[Run
     run.root.mkdir(parents=True, exist_ok=True)
     run.config_file.write_text(json.dumps(wanted, indent=2) + "\n")
     return run, run.last_checkpoint()
+
+
+def config_differences(held_file: Path, wanted: dict[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+    """The keys in which the config a run folder was started with (``held_file``) and ``wanted``
+    differ, but for those in ``ignore`` (what a resumed run may change)."""
+    held = json.loads(held_file.read_text())
+    skip = set(ignore)
+    return sorted(k for k in set(held) | set(wanted) if held.get(k) != wanted.get(k) and k not in skip)
 
 
 def base_folder(config: TrainConfig) -> Path:
@@ -205,7 +211,6 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
            manifest: dict[str, Any], seconds: float, tokens: int) -> dict[str, Any]:
     """Save the trained policy to ``run.model`` (merged, with the serving chat template), write its
     ``trajgym_training.json`` and the run's summary; return the summary."""
-    from trajgym.serving.server import chat_template_path
     from trajgym.serving.weights import weights_id
 
     tmp = run.root / ".model.partial"
@@ -214,13 +219,7 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # LoRA: one plain folder that vLLM serves as is
         model = model.merge_and_unload()
-    model = model.to(_saved_dtype(base))  # the base's type: served alike, and a live swap stays possible
-    model.config.dtype = _saved_dtype(base)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.chat_template = None
-    tokenizer.save_pretrained(tmp)
-    shutil.copyfile(chat_template_path(), tmp / "chat_template.jinja")
-    _drop_inline_template(tmp / "tokenizer_config.json")
+    save_policy(model, tokenizer, base, tmp)
     base_info = _read_training(base)
     state = trainer.state
     losses = [row["loss"] for row in state.log_history if "loss" in row]
@@ -246,6 +245,40 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
     (run.model / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
     run.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def save_policy(model: Any, tokenizer: Any, base: Path, dest: Path) -> None:
+    """Write ``model`` to ``dest`` as a folder vLLM serves as is: the base model's dtype (served alike,
+    and a live swap stays possible), the tokenizer, and the serving chat template as the only one.
+    The model in memory keeps its own dtype (a copy is converted)."""
+    import torch
+
+    from trajgym.serving.server import chat_template_path
+
+    dtype = _saved_dtype(base)
+    state = {k: v.detach().to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.save_pretrained(dest, state_dict=state, safe_serialization=True)
+    config_file = dest / "config.json"  # it names the model's dtype in memory: name the saved one
+    config = json.loads(config_file.read_text())
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    config.pop("torch_dtype", None)
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # training leaves the tokenizer as it was: the base's files, byte for byte (vLLM reads them only when it
+    # starts, so a server on the base takes these weights in a live swap)
+    from trajgym.serving.swap import STARTUP_FILES
+
+    copied = [name for name in STARTUP_FILES if (base / name).is_file()]
+    for name in copied:
+        shutil.copyfile(base / name, dest / name)
+    if "tokenizer_config.json" not in copied:
+        template, tokenizer.chat_template = tokenizer.chat_template, None
+        try:
+            tokenizer.save_pretrained(dest)
+        finally:
+            tokenizer.chat_template = template
+    shutil.copyfile(chat_template_path(), dest / "chat_template.jinja")
+    _drop_inline_template(dest / "tokenizer_config.json")
 
 
 def _saved_dtype(base: Path) -> Any:
