@@ -20,6 +20,7 @@ from trajgym._version import __version__
 from trajgym.cli.eval import add_eval_parser
 from trajgym.cli.export import add_export_parser
 from trajgym.cli.filter import add_filter_parser
+from trajgym.cli.loop import add_loop_parser
 from trajgym.cli.report import add_report_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
@@ -124,6 +125,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("export", add_export_parser, "trajgym.cli.export:export_command"),
     Command("train", add_train_parser, "trajgym.cli.train:train_command"),
     Command("eval", add_eval_parser, "trajgym.cli.eval:eval_command"),
+    Command("loop", add_loop_parser, "trajgym.cli.loop:loop_command"),
     Command("report", add_report_parser, "trajgym.cli.report:report"),
     Command("schema", _add_schema_parser, "trajgym.cli.schema:schema_command"),
 )

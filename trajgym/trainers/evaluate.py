@@ -118,20 +118,23 @@ def evaluate(model_dir: str | Path | None, scenarios: Sequence[str], out_dir: st
              options: EvalOptions | None = None, base_url: str | None = None,
              hold_out_from: Iterable[str | Path] = (), extra_seen: Iterable[tuple[str, int]] = (),
              trained_scenarios: Iterable[str] = (), vllm_log: str | Path | None = None,
-             on_progress: Callable[[str], None] | None = None) -> EvalResult:
+             on_progress: Callable[[str], None] | None = None, agent: AgentChoice | None = None,
+             resume: bool = False, loop_generation: int | None = None) -> EvalResult:
     """Play ``scenarios`` with the model (served from ``model_dir`` by vLLM, or at ``base_url``),
     score the episodes into ``out_dir`` and summarise.
 
     Variations that ``model_dir`` or any folder of ``hold_out_from`` was trained on, or that are in
     ``extra_seen``, are never played. A scenario counts as "held-out seeds" when one of those folders
-    (or ``trained_scenarios``) trained on it, else as "held-out scenario".
+    (or ``trained_scenarios``) trained on it, else as "held-out scenario". ``agent`` plays instead of
+    the served model (a baseline such as the oracle); ``resume`` goes on with an evaluation that was
+    cut off in ``out_dir`` (the episodes it holds are kept, the rest played, all scored again).
     """
     opts = options or EvalOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trajectories, scored = out / "episodes.jsonl", out / "scored.jsonl"
     for path in (trajectories, scored):
-        if path.exists() and path.stat().st_size:
+        if not resume and path.exists() and path.stat().st_size:
             raise TrajgymError(f"{path} exists: give a new --out folder for this evaluation")
     seen, seen_scenarios = set(extra_seen), set(trained_scenarios)
     for folder in [*([model_dir] if model_dir is not None else []), *hold_out_from]:
@@ -148,7 +151,7 @@ def evaluate(model_dir: str | Path | None, scenarios: Sequence[str], out_dir: st
     seconds: dict[str, float] = {}
     server = None
     start = time.monotonic()
-    if base_url is None:
+    if base_url is None and agent is None:
         if model_dir is None:
             raise TrajgymError("give a model folder to serve, or the base URL of a running server")
         from trajgym.serving.server import VLLMServer
@@ -159,17 +162,19 @@ def evaluate(model_dir: str | Path | None, scenarios: Sequence[str], out_dir: st
         seconds["serve"] = round(time.monotonic() - start, 1)
     try:
         sampling: dict[str, Any] = {"temperature": opts.temperature, "max_tokens": opts.max_tokens}
-        agent = AgentChoice("openai", {"base_url": base_url, "api": opts.api, "tool_choice": opts.tool_choice,
-                                       "sampling": sampling, "timeout_s": opts.request_timeout})
+        player = agent or AgentChoice("openai", {
+            "base_url": base_url, "api": opts.api, "tool_choice": opts.tool_choice, "sampling": sampling,
+            "timeout_s": opts.request_timeout, "loop_generation": loop_generation})
         say(f"playing {len(units)} episodes")
         t0 = time.monotonic()
-        run_job(units, trajectories, AgentSpec({"support": agent}), concurrency=opts.concurrency)
+        run_job(units, trajectories, AgentSpec({"support": player}), concurrency=opts.concurrency, resume=resume)
         seconds["play"] = round(time.monotonic() - t0, 1)
     finally:
         if server is not None:
             server.stop()
     t0 = time.monotonic()
     config, scorers = load_scoring_config(None)
+    scored.unlink(missing_ok=True)
     summary = score_files([trajectories], scored, Scoring(config, scorers, ScoringContext()))
     seconds["score"] = round(time.monotonic() - t0, 1)
     rows = [ScenarioEval(scenario_id=name, split="held-out seeds" if name in seen_scenarios else "held-out scenario",
