@@ -159,3 +159,9 @@ def test_replace_trains_on_the_generation_alone(tiny_model: Path, tmp_path: Path
     data = json.loads((tmp_path / "replace" / "gen-02" / "generation.json").read_text())["data"]
     assert data["generations"] == [2] and data["anchor"] == 0
     assert not (tmp_path / "replace" / "anchor").exists()
+    # the report of the run folder: a Loop section with the generations' table and curves, then every episode
+    assert cli_main(["report", str(tmp_path / "replace")]) == 0
+    page = (tmp_path / "replace" / "report.html").read_text()
+    assert 'id="loop"' in page and 'id="loop-table"' in page and 'id="plot-loop"' in page
+    assert page.count("<tr") > 3 and "gen-01/scored.jsonl" in page
+    assert cli_main(["report", str(tmp_path)]) == 1  # a folder that holds no loop: a clear error

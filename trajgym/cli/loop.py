@@ -34,7 +34,7 @@ def loop_command(args: argparse.Namespace, console: Console) -> int:
                                               style="bold yellow" if "COLLAPSE" in msg else None))
     records = loop.run()
     table = Table(title=f"loop {config.output} ({config.data})")
-    for col in ("gen", "held-out seeds", "held-out scenarios", "kept", "reward", "chain entropy", "warnings", "s"):
+    for col in ("gen", "held-out seeds", "held-out scenarios", "kept", "reward", "distinct chains", "2-gram bits", "warnings", "s"):
         table.add_column(col, justify="right")
     for r in records:
         ev = r.get("eval") or {}
@@ -44,10 +44,12 @@ def loop_command(args: argparse.Namespace, console: Console) -> int:
             return f"{s['successes']}/{s['episodes']}" if s.get("episodes") else "-"
 
         figures = r.get("collapse") or {}
-        entropy = figures.get("decision_chain_entropy_bits")
+        entropy = figures.get("action_2gram_entropy_bits")
+        share = figures.get("distinct_chain_share")
         table.add_row(str(r["generation"]), frac("held-out seeds"), frac("held-out scenario"),
                       str(r.get("kept", "-")), f"{r['reward']:.3f}" if r.get("reward") is not None else "-",
-                      f"{entropy:.2f}" if entropy is not None else "-", str(len(r.get("warnings") or [])),
+                      f"{share:.0%}" if share is not None else "-", f"{entropy:.2f}" if entropy is not None else "-",
+                      str(len(r.get("warnings") or [])),
                       f"{sum((r.get('seconds') or {}).values()):.0f}")
     console.print(table)
     console.print(f"run folder: {escape(config.output)}; curves: trajgym report {escape(config.output)}",

@@ -48,22 +48,28 @@ def read_scored(paths: Sequence[str | Path]) -> list[ScoredTrajectory]:
 
 def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym report",
                  max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
-                 sources: Sequence[str] = ()) -> tuple[str, ReportData]:
-    """The report page for ``records`` and the figures it shows."""
+                 sources: Sequence[str] = (), loop: str | Path | None = None) -> tuple[str, ReportData]:
+    """The report page for ``records`` and the figures it shows; with ``loop`` (a ``trajgym loop``
+    run folder) a section of its generations comes first."""
     if not records:
         raise ReportError("nothing to report on: no scored episodes were given")
     if max_transcripts is not None and max_transcripts < 0:
         raise ReportError(f"max_transcripts must be 0 or more, got {max_transcripts}")
     data = summarize(records, diversity=diversity, sources=sources)
-    return render_page(data, draw_all(data), title=title, max_transcripts=max_transcripts), data
+    extra = []
+    if loop is not None:
+        from trajgym.report.loop import loop_section, read_loop
+
+        extra.append(("loop", "Loop", loop_section(read_loop(loop)[0], str(loop))))
+    return render_page(data, draw_all(data), title=title, max_transcripts=max_transcripts, extra=extra), data
 
 
 def write_report(records: Sequence[ScoredTrajectory], out: str | Path, *, title: str = "trajgym report",
                  max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
-                 sources: Sequence[str] = ()) -> ReportSummary:
+                 sources: Sequence[str] = (), loop: str | Path | None = None) -> ReportSummary:
     """Write the report page of :func:`build_report` to ``out``."""
     page, data = build_report(records, title=title, max_transcripts=max_transcripts, diversity=diversity,
-                              sources=sources)
+                              sources=sources, loop=loop)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

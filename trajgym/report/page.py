@@ -41,14 +41,14 @@ def _head(*names: str, num_from: int = 1) -> Html:
     return el("thead", el("tr", [el("th", n, class_="num" if i >= num_from else None) for i, n in enumerate(names)]))
 
 
-def _figure(plot: Plot | None, empty: str) -> Html:
+def figure(plot: Plot | None, empty: str) -> Html:
     if plot is None:
         return el("p", empty, class_="muted")
     return el("figure", el("img", src=plot.data_uri, alt=plot.alt, class_="plot", id=f"plot-{plot.key}"),
               el("figcaption", plot.title))
 
 
-def _table(head: Html, rows: Sequence[Html], *, id_: str | None = None, sortable: bool = True) -> Html:
+def table(head: Html, rows: Sequence[Html], *, id_: str | None = None, sortable: bool = True) -> Html:
     return el("div", el("table", head, el("tbody", rows), id=id_, class_="sortable" if sortable else None),
               class_="table-wrap")
 
@@ -85,9 +85,9 @@ def _scenarios(data: ReportData, plots: Mapping[str, Plot]) -> Html:
         "p", "Some variation was played only once: pass^k for k > 1 needs every variation played k times "
              "(trajgym rollout --trials K).",
         class_="note")
-    return join([note, _table(head, rows, id_="scenario-table"),
-                 el("div", _figure(plots.get("success"), "no scored episodes"),
-                    _figure(plots.get("pass-k"), "pass^k needs every variation of a scenario played at least twice"), class_="plots")])
+    return join([note, table(head, rows, id_="scenario-table"),
+                 el("div", figure(plots.get("success"), "no scored episodes"),
+                    figure(plots.get("pass-k"), "pass^k needs every variation of a scenario played at least twice"), class_="plots")])
 
 
 def _scores(data: ReportData, plots: Mapping[str, Plot]) -> Html:
@@ -97,8 +97,8 @@ def _scores(data: ReportData, plots: Mapping[str, Plot]) -> Html:
                _num(s.findings, str(s.findings)))
             for s in data.scorers]
     head = _head("scorer", "applied", "n/a", "mean", "median", "min", "max", "passed", "failed", "vetoes", "findings")
-    table = _table(head, rows, id_="scorer-table") if rows else el("p", "no scores in these records", class_="muted")
-    return join([table, _figure(plots.get("scores"), "no scores to plot")])
+    shown = table(head, rows, id_="scorer-table") if rows else el("p", "no scores in these records", class_="muted")
+    return join([shown, figure(plots.get("scores"), "no scores to plot")])
 
 
 def _blame(data: ReportData, plots: Mapping[str, Plot]) -> Html:
@@ -111,8 +111,8 @@ def _blame(data: ReportData, plots: Mapping[str, Plot]) -> Html:
                 "infrastructure failures" if data.excluded else "")
     return join([el("p", f"{failed:,} of {len(data.scored):,} scored episodes failed{excluded}. Simulator-caused "
                          "failures can be dropped before training."),
-                 _table(_head("cause", "failures", "share"), rows, id_="blame-table"),
-                 _figure(plots.get("blame"), "no failures")])
+                 table(_head("cause", "failures", "share"), rows, id_="blame-table"),
+                 figure(plots.get("blame"), "no failures")])
 
 
 def _faults(data: ReportData, plots: Mapping[str, Plot]) -> Html:
@@ -125,7 +125,7 @@ def _faults(data: ReportData, plots: Mapping[str, Plot]) -> Html:
     head = _head("fault kind", "injected", "episodes", "succeeded", "success rate", "recovery credit (n)")
     return join([el("p", "Success rate: the share of episodes with this fault that still succeeded. Recovery "
                          "credit: what the recovery scorer gave for faults of this kind, when it ran."),
-                 _table(head, rows, id_="fault-table"), _figure(plots.get("faults"), "")])
+                 table(head, rows, id_="fault-table"), figure(plots.get("faults"), "")])
 
 
 def _diversity(data: ReportData, plots: Mapping[str, Plot]) -> Html:
@@ -138,8 +138,8 @@ def _diversity(data: ReportData, plots: Mapping[str, Plot]) -> Html:
              for s in data.scenarios if s.diversity]
     return join([el("p", "Decision chain: the agent's actions in order (tool names, messages), without arguments "
                          "or wording. Entropies in bits over action n-grams."),
-                 _table(_head("", *(n.replace("_", " ") for n in names)), rows, id_="diversity-table"),
-                 _figure(plots.get("lengths"), "")])
+                 table(_head("", *(n.replace("_", " ") for n in names)), rows, id_="diversity-table"),
+                 figure(plots.get("lengths"), "")])
 
 
 def _fig(value: float | None) -> str:
@@ -173,11 +173,11 @@ def _episodes(data: ReportData, embedded: int) -> Html:
                     el("span", str(len(rows)), id="episode-count"), " shown."),
                  el("input", type="search", id="episode-filter", placeholder="filter: scenario, agent, failure…",
                     aria_label="filter episodes"),
-                 note, _table(head, rows, id_="episode-table")])
+                 note, table(head, rows, id_="episode-table")])
 
 
 def render_page(data: ReportData, plots: Mapping[str, Plot], *, title: str = "trajgym report",
-                max_transcripts: int | None = None) -> str:
+                max_transcripts: int | None = None, extra: Sequence[tuple[str, str, Html]] = ()) -> str:
     """The whole HTML document. Transcripts of the first ``max_transcripts`` episodes of the
     episode table are embedded (all when None); the page says how many were left out."""
     embedded = len(data.rows) if max_transcripts is None else min(max_transcripts, len(data.rows))
@@ -188,11 +188,15 @@ def render_page(data: ReportData, plots: Mapping[str, Plot], *, title: str = "tr
         "transcripts": join([el("p", f"{embedded:,} of {len(data.rows):,} episodes; click one to open it.",
                                 class_="muted"), [transcript(r) for r in data.rows[:embedded]]]),
     }
+    sections = list(SECTIONS)
+    for key, name, html in extra:  # after the overview: a loop's generations, say
+        body[key] = html
+        sections.insert(1, (key, name))
     sources = ", ".join(data.sources) or NA
     header = el("header", el("h1", title),
                 el("p", f"{len(data.rows):,} episodes from {sources} · made by trajgym {__version__}"),
-                el("nav", [el("a", name, href=f"#{key}") for key, name in SECTIONS]))
-    main = el("main", [el("section", el("h2", name), body[key], id=key) for key, name in SECTIONS])
+                el("nav", [el("a", name, href=f"#{key}") for key, name in sections]))
+    main = el("main", [el("section", el("h2", name), body[key], id=key) for key, name in sections])
     head = el("head", el("meta", charset="utf-8"),
               el("meta", name="viewport", content="width=device-width, initial-scale=1"),
               el("title", title), el("style", _asset("report.css")))

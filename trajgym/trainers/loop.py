@@ -122,6 +122,9 @@ class LoopConfig(_Strict):
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     collapse: CollapseThresholds = Field(default_factory=CollapseThresholds)
+    embed: bool = Field(False, description=(
+        "add the embedding spread of the decision chains to the collapse figures (the sentence-embedding model of "
+        "`make embed-setup`)"))
     player: str = Field("policy", description=(
         "who plays: 'policy' (the served model) or a registered agent such as 'oracle' (a dry run of the plumbing)"))
     server: str = Field("vllm", description="'vllm', or 'module:callable' making a PolicyServer (tests)")
@@ -481,7 +484,12 @@ class Loop:
         t0 = time.monotonic()
         ev = self._evaluate(g)
         seconds["eval"] = round(time.monotonic() - t0, 1)
-        figures = collapse_figures(scored)
+        embedder = None
+        if config.embed:
+            from trajgym.filters.embed import Embedder
+
+            embedder = Embedder()
+        figures = collapse_figures(scored, embedder=embedder)
         reference = self.done(1)
         ref_figures = reference["collapse"] if reference else figures
         warnings = collapse_warnings(ref_figures, figures, since="generation 1", thresholds=config.collapse)
@@ -498,7 +506,8 @@ class Loop:
         self._write_record(g, record)
         self.say(f"generation {g}: played {len(scored)}, kept {kept}, trained on {data_info['records']} records "
                  f"({data_info['anchor']} oracle); {_split_text(_splits(ev))}; "
-                 f"distinct chains {figures.get('decision_chain_entropy_bits', float('nan')):.2f} bits; "
+                 f"distinct chains {figures.get('distinct_chain_share', 0.0):.0%}, action 2-gram entropy "
+                 f"{figures.get('action_2gram_entropy_bits', 0.0):.2f} bits; "
                  f"{sum(seconds.values()):.0f} s")
         for w in warnings:
             self.say(f"generation {g}: COLLAPSE WARNING: {w}")
@@ -585,8 +594,8 @@ def loop_row(record: dict[str, Any]) -> dict[str, Any]:
             row[key] = round(s["successes"] / s["episodes"], 4)
     if record.get("reward") is not None:
         row["reward"] = record["reward"]
-    for name in ("decision_chain_entropy_bits", "action_ngram_entropy_bits", "embedding_spread", "phrase_repetition",
-                 "rare_scenario_success"):
+    for name in ("distinct_chain_share", "action_2gram_entropy_bits", "embedding_spread", "phrase_repetition",
+                 "rare_scenario_success", "persona_mood_values"):
         if name in figures:
             row[name] = round(float(figures[name]), 4)
     train = record.get("train") or {}
