@@ -19,6 +19,15 @@ Stages (each skipped when its output is already in --out, so a killed bench resu
 Prints the table (success on held-out seeds and on held-out scenarios per model, and each stage's
 time) and writes it to ``OUT/results.md`` and ``OUT/results.json``. Takes about an hour and a half on
 two CPU cores (SFT is most of it). Needs ``make train-setup vllm-setup``.
+
+    python bench/learning.py --loop [--out runs/learning] [--generations 3]
+
+The self-improvement loop instead (``trajgym loop``), starting from the SFT model above (trained
+first if ``OUT/sft`` holds none): ``--generations`` generations with ``data: accumulate`` (with an
+oracle anchor) and the same with ``data: replace``, on the training scenarios; per generation, success
+on held-out seeds and held-out scenarios, the collapse monitor's diversity figures of the policy's own
+episodes, and time. Writes ``OUT/loop-results.md``; each loop's run folder is ``OUT/loop-<data>``
+(resumed when the bench is started again).
 """
 
 from __future__ import annotations
@@ -115,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dpo-lr", type=float, default=5e-6)
     p.add_argument("--dpo-max-steps", type=int, default=20, help="DPO optimizer steps at most (one pair each)")
     p.add_argument("--dpo-epochs", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true", help="the self-improvement loop, accumulate against replace")
+    p.add_argument("--generations", type=int, default=3)
+    p.add_argument("--loop-episodes", type=int, default=12, help="variations the policy plays per generation")
+    p.add_argument("--loop-eval-episodes", type=int, default=3, help="held-out variations per scenario")
+    p.add_argument("--loop-steps", type=int, default=10, help="SFT optimizer steps per generation")
+    p.add_argument("--loop-lr", type=float, default=2e-5)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # killed (SIGTERM): unwind, so a vLLM server the bench started is stopped too
@@ -150,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         with stage("train sft", times):
             summary = train_sft(config, progress=False)
         (out / "sft-summary.json").write_text(json.dumps(summary, indent=2))
+    if args.loop:
+        return loop_bench(args, sft_run / "model")
     evaluated("sft", sft_run / "model", args, times, results=results, trained_units=trained)
     evaluated("base", base, args, times, results=results, trained_units=trained)
 
@@ -219,6 +236,62 @@ def report(args: argparse.Namespace, results: dict[str, EvalResult], times: dict
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps({k: v.to_json() for k, v in results.items()} | {"times": times},
                                                       indent=2))
+
+
+def loop_bench(args: argparse.Namespace, start: Path) -> int:
+    """``--loop``: accumulate against replace from the SFT model (see the module docstring)."""
+    import shutil
+
+    from trajgym.trainers.loop import EvalSettings, Loop, LoopConfig, TrainSettings
+
+    records: dict[str, list[dict[str, Any]]] = {}
+    for data in ("accumulate", "replace"):
+        root = (args.out / f"loop-{data}").resolve()
+        config = LoopConfig(
+            start=str(start.resolve()), output=str(root), generations=args.generations, scenarios=args.train,
+            held_out_scenarios=args.held_out, data=data, episodes_per_generation=args.loop_episodes,
+            temperature=0.7, max_tokens=args.max_tokens, max_turns=args.max_turns, anchor_share=0.25,
+            anchor_episodes=2, embed=True,
+            train=TrainSettings(max_steps=args.loop_steps, learning_rate=args.loop_lr),
+            eval=EvalSettings(episodes=args.loop_eval_episodes, seed=EVAL_SEED, max_turns=args.max_turns,
+                              max_tokens=args.max_tokens))
+        loop = Loop(config, resume=(root / "loop.json").is_file(), say=lambda m: print("   " + m, flush=True))
+        other = args.out / "loop-accumulate" / "gen-00"
+        if data == "replace" and not (root / "gen-00").exists() and (other / "generation.json").is_file():
+            shutil.copytree(other, root / "gen-00")  # the same starting model, evaluated the same way: once
+        print(f"== loop, data: {data}", flush=True)
+        records[data] = loop.run()
+    lines = [f"Loop bench ({platform.machine()}, {sys.platform}): from {start}; {args.generations} generations of "
+             f"{args.loop_episodes} episodes on {', '.join(args.train)}; {args.loop_steps} SFT steps per generation; "
+             f"{args.loop_eval_episodes} held-out variations per scenario (held-out scenarios: "
+             f"{', '.join(args.held_out)}), greedy.", "",
+             "| data | gen | held-out seeds | held-out scenarios | kept/played | distinct chains | 2-gram bits | "
+             "embedding spread | phrase repetition | warnings | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for data, recs in records.items():
+        for r in recs:
+            ev = r.get("eval") or {}
+            cells = []
+            for split in ("held-out seeds", "held-out scenario"):
+                s = ev.get(split) or {}
+                cells.append(f"{s['successes']}/{s['episodes']}" if s.get("episodes") else "-")
+            f = r.get("collapse") or {}
+
+            def fig(key: str, fmt: str = ".2f", f: dict[str, Any] = f) -> str:
+                return format(f[key], fmt) if key in f else "-"
+
+            lines.append(f"| {data} | {r['generation']} | {cells[0]} | {cells[1]} | "
+                         f"{r.get('kept', '-')}/{r.get('played', '-')} | {fig('distinct_chain_share', '.0%')} | "
+                         f"{fig('action_2gram_entropy_bits')} | {fig('embedding_spread', '.3f')} | "
+                         f"{fig('phrase_repetition')} | {len(r.get('warnings') or [])} | "
+                         f"{sum((r.get('seconds') or {}).values()):.0f} |")
+    for data, recs in records.items():
+        for r in recs:
+            for w in r.get("warnings") or []:
+                lines.append(f"- {data}, generation {r['generation']}: {w}")
+    text = "\n".join(lines)
+    print(text)
+    (args.out / "loop-results.md").write_text(text + "\n")
+    return 0
 
 
 if __name__ == "__main__":
