@@ -77,7 +77,12 @@ class _Strict(BaseModel):
 class TrainSettings(_Strict):
     """How each generation trains (the keys of ``trajgym train``'s configs that a loop sets)."""
 
-    method: Literal["sft", "dpo"] = "sft"
+    method: Literal["sft", "dpo", "grpo"] = Field("sft", description="how every generation trains")
+    methods: list[Literal["sft", "dpo", "grpo"]] | None = Field(
+        None, description="per generation instead (generation g takes methods[(g-1) % len]), e.g. [sft, grpo]")
+    variations_per_step: int = Field(4, ge=1, description="grpo only")
+    group_size: int = Field(4, ge=2, description="grpo only")
+    grpo_temperature: float = Field(1.0, gt=0, description="grpo only: sampling temperature of its episodes")
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="optimizer steps per generation (overrides epochs)")
     learning_rate: float = Field(2e-5, gt=0)
@@ -468,18 +473,24 @@ class Loop:
             _write_lines(kept_path, [raw for raw, rec in _scored_lines(folder / "scored.jsonl")
                                      if keep(rec, min_total=config.min_total, labels=labels)])
         kept = sum(1 for line in kept_path.read_bytes().splitlines() if line.strip())
+        method = self.method(g)
         t0 = time.monotonic()
-        data, data_info = self._data(g)
+        if method == "grpo":  # it plays its own episodes: no dataset
+            data, data_info = None, {"records": 0, "own": 0, "anchor": 0, "generations": [], "method": "grpo"}
+        else:
+            data, data_info = self._data(g, method)
         seconds["data"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
-        summary = self._train(g, data)
+        summary = self._train(g, data, method)
         seconds["train"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
         model = self.model_of(g)
         how = None
         if self.server is not None:
-            loaded = self.server.load_weights(model)
-            how = loaded.how
+            how = self.server.load_weights(model).how
+        elif self.config.player == "policy" or self.config.server != "vllm":
+            self.server = make_server(self.config, model, self.root / "vllm.log")
+            how = "start"
         seconds["serve"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
         ev = self._evaluate(g)
@@ -513,7 +524,12 @@ class Loop:
             self.say(f"generation {g}: COLLAPSE WARNING: {w}")
         return record
 
-    def _data(self, g: int) -> tuple[Path, dict[str, Any]]:
+    def method(self, g: int) -> Literal["sft", "dpo", "grpo"]:
+        """How generation ``g`` (1-based) trains."""
+        settings = self.config.train
+        return settings.methods[(g - 1) % len(settings.methods)] if settings.methods else settings.method
+
+    def _data(self, g: int, method: Literal["sft", "dpo", "grpo"]) -> tuple[Path, dict[str, Any]]:
         """The generation's training data: the export folder, and what went into it."""
         from trajgym.trainers.export import export
 
@@ -543,26 +559,39 @@ class Loop:
         _write_lines(source, lines)
         if data.exists():
             shutil.rmtree(data)
-        result = export([source], data, fmt=config.train.method)
+        result = export([source], data, fmt="dpo" if method == "dpo" else "sft")
         info = {"records": result.records, "own": own, "anchor": anchor, "generations": list(gens),
                 "skipped": result.skipped}
         info_path.write_text(json.dumps(info, indent=2) + "\n")
         return data, info
 
-    def _train(self, g: int, data: Path) -> dict[str, Any]:
-        from trajgym.trainers.config import DPORunConfig, SFTRunConfig
+    def _train(self, g: int, data: Path | None, method: Literal["sft", "dpo", "grpo"]) -> dict[str, Any]:
+        from trajgym.trainers.config import DPORunConfig, GRPORunConfig, SFTRunConfig
 
         settings = self.config.train
         run = self.gen(g) / "train"
         if (run / "summary.json").is_file() and (run / "model").is_dir():
             return dict(json.loads((run / "summary.json").read_text()))
         common: dict[str, Any] = {
-            "model": str(self.model_of(g - 1)), "data": str(data), "output": str(run), "epochs": settings.epochs,
-            "max_steps": settings.max_steps, "learning_rate": settings.learning_rate,
+            "model": str(self.model_of(g - 1)), "data": str(data) if data else None, "output": str(run),
+            "epochs": settings.epochs, "max_steps": settings.max_steps, "learning_rate": settings.learning_rate,
             "batch_size": settings.batch_size, "grad_accum": settings.grad_accum, "max_length": settings.max_length,
             "precision": settings.precision, "seed": self.config.seed + g, "save_steps": 10}
-        self.say(f"generation {g}: training ({settings.method}) from {self.model_of(g - 1)}")
-        if settings.method == "sft":
+        self.say(f"generation {g}: training ({method}) from {self.model_of(g - 1)}")
+        if method == "grpo":
+            from trajgym.trainers.grpo import train_grpo
+
+            if self.server is not None:  # GRPO serves its policy itself, swapping weights every step
+                self.server.stop()
+                self.server = None
+            common.pop("epochs")
+            return train_grpo(GRPORunConfig(
+                **{**common, "max_steps": settings.max_steps or 4}, scenarios=list(self.config.scenarios),
+                variations_per_step=settings.variations_per_step, group_size=settings.group_size,
+                temperature=settings.grpo_temperature, max_tokens=self.config.max_tokens,
+                max_turns=self.config.max_turns, concurrency=self.config.concurrency,
+                max_model_len=self.config.max_model_len), progress=False)
+        if method == "sft":
             from trajgym.trainers.sft import train_sft
 
             return train_sft(SFTRunConfig(**common), progress=False)
