@@ -174,6 +174,7 @@ class VariedAnswers(Scorer):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("vllm")  # with the other real-vLLM tests, one at a time: two servers would share 2 cores
 def test_two_grpo_steps_on_the_bundled_model_against_vllm(converted_model: Path, tmp_path: Path) -> None:
     from trajgym.serving.server import find_vllm_python
     from trajgym.trainers.grpo import train_grpo

@@ -26,6 +26,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="dpo: the least difference of totals between the chosen and the rejected episode")
     e.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     e.add_argument("--device", default="cpu", help="torch device of the embedding model for near duplicates")
+    e.add_argument("--labels", metavar="LABELS.sqlite",
+                   help="human review labels (`trajgym review`): accepted episodes join, rejected ones go, edited turns "
+                        "become corrected SFT records and DPO pairs, accept against reject in a variation a DPO pair")
 
 
 def export_command(args: argparse.Namespace, console: Console) -> int:
@@ -34,7 +37,7 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
 
     with console.status(f"exporting {len(args.files)} scored file(s) as {args.format} records"):
         result = export(args.files, args.out, fmt=args.format, role=args.role, filters=args.filters,
-                        min_margin=args.min_margin, force=args.force,
+                        min_margin=args.min_margin, force=args.force, labels=args.labels,
                         embedder=Embedder(device=args.device) if args.filters else None)
     if result.filtered is not None:
         from trajgym.cli.filter import steps_table
@@ -43,6 +46,12 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
     unit = "pairs" if args.format == "dpo" else "records"
     console.print(f"{result.records} {args.format} {unit} from {result.read} scored episodes; wrote {result.out}/ "
                   "(dataset/, data.parquet, export.json)", highlight=False)
+    human = result.manifest.get("labels")
+    if human:
+        console.print(f"labels: {human['accepted']} accepted, {human['rejected']} rejected, {human['edited_turns']} "
+                      f"edited turns -> {human['records_from_labels']} {unit} made from them"
+                      + (f"; {human['unknown_episodes']} labelled episodes not in these files"
+                         if human["unknown_episodes"] else ""), highlight=False)
     for why, n in result.skipped.items():
         console.print(f"  skipped {n}: {why}", highlight=False)
     return 0

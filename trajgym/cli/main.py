@@ -22,6 +22,7 @@ from trajgym.cli.export import add_export_parser
 from trajgym.cli.filter import add_filter_parser
 from trajgym.cli.loop import add_loop_parser
 from trajgym.cli.report import add_report_parser
+from trajgym.cli.review import add_review_parser
 from trajgym.cli.score import add_score_parser
 from trajgym.cli.serve import add_serve_parser
 from trajgym.cli.train import add_train_parser
@@ -127,6 +128,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("eval", add_eval_parser, "trajgym.cli.eval:eval_command"),
     Command("loop", add_loop_parser, "trajgym.cli.loop:loop_command"),
     Command("report", add_report_parser, "trajgym.cli.report:report"),
+    Command("review", add_review_parser, "trajgym.cli.review:review_command"),
     Command("schema", _add_schema_parser, "trajgym.cli.schema:schema_command"),
 )
 """The subcommands, in the order ``trajgym --help`` lists them. A new subcommand is a new row."""

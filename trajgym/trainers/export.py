@@ -112,12 +112,12 @@ def features(fmt: Format) -> Any:
         return datasets.Features({
             "messages": chat, "tools": s, "source": s, "episode_id": s, "scenario_id": s, "seed": i, "trial": i,
             "policy": s, "job_id": s, "weights_id": s, "total": f, "success": b, "rank": i, "group": s,
-            "scores": s, "filter_hash": s})
+            "scores": s, "filter_hash": s, "human": s})
     side = {"episode_id": s, "source": s, "total": f, "policy": s, "weights_id": s}
     return datasets.Features({
         "prompt": chat, "chosen": chat, "rejected": chat, "tools": s, "scenario_id": s, "seed": i, "group": s,
         "margin": f, **{f"chosen_{k}": v for k, v in side.items()},
-        **{f"rejected_{k}": v for k, v in side.items()}, "filter_hash": s})
+        **{f"rejected_{k}": v for k, v in side.items()}, "filter_hash": s, "human": s})
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -130,11 +130,13 @@ def _check_out(out: Path, force: bool) -> None:
 
 def export(inputs: Sequence[str | Path], out: str | Path, *, fmt: Format, role: str = "support",
            filters: str | Path | None = None, min_margin: float = 0.1, force: bool = False,
-           embedder: Embedder | None = None) -> ExportResult:
+           embedder: Embedder | None = None, labels: str | Path | None = None) -> ExportResult:
     """Export the scored files ``inputs`` as ``fmt`` records into the folder ``out`` (see the module
     docstring for its layout and for what ``filters`` does). ``force`` replaces an earlier export's
     files in ``out``; other files there are left alone. Everything is written beside ``out`` first and
-    moved into place, so a failed export leaves no half-written dataset."""
+    moved into place, so a failed export leaves no half-written dataset. ``labels`` (the SQLite file
+    ``trajgym review`` writes) overrides the scorers and the filter chain with what reviewers decided
+    (see :func:`apply_labels`)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if not inputs:
@@ -145,14 +147,18 @@ def export(inputs: Sequence[str | Path], out: str | Path, *, fmt: Format, role: 
     dst = Path(out)
     _check_out(dst, force)
     records, sources, repeats = read_scored(inputs)
+    everything = records
     filtered, stamp = None, None
     if filters is not None:
         chain = load_filter_chain(filters)
         stamp = chain_stamp(chain_steps(chain), filters)
         filtered = apply_chain(records, chain, embedder=embedder)
         records = [r.model_copy(update={"filter": stamp}) for r in filtered.kept]
-    built: Built[SFTRecord] | Built[DPORecord] = (
-        sft_records(records, role) if fmt == "sft" else dpo_records(records, role, min_margin))
+    human: dict[str, Any] | None = None
+    if labels is not None:
+        records, built, human = apply_labels(everything, records, labels, fmt=fmt, role=role, min_margin=min_margin)
+    else:
+        built = sft_records(records, role) if fmt == "sft" else dpo_records(records, role, min_margin)
     if repeats:
         built.skipped[REPEAT] += repeats
     skipped = dict(sorted(built.skipped.items()))
@@ -167,6 +173,7 @@ def export(inputs: Sequence[str | Path], out: str | Path, *, fmt: Format, role: 
         "filter": stamp.model_dump(mode="json") if stamp is not None else None,
         "filter_hashes": sorted({r.filter.hash for r in records if r.filter is not None}),
         "counts": {"read": read, "after_filter": len(records), "records": len(built.records), "skipped": skipped},
+        "labels": human,
         "columns": list(features(fmt)),
         "layout": {"dataset": DATASET_DIR, "parquet": PARQUET},
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -182,6 +189,68 @@ def export(inputs: Sequence[str | Path], out: str | Path, *, fmt: Format, role: 
             datasets.enable_progress_bars()
     log.info("exported %d %s records from %d episodes to %s", len(rows), fmt, read, dst)
     return ExportResult(dst, fmt, len(rows), read, skipped, filtered, manifest)
+
+
+def apply_labels(everything: list[ScoredTrajectory], kept: list[ScoredTrajectory], labels: str | Path, *,
+                 fmt: Format, role: str = "support", min_margin: float = 0.1
+                 ) -> tuple[list[ScoredTrajectory], Built[SFTRecord] | Built[DPORecord], dict[str, Any]]:
+    """Records built with human labels: a rejected episode is dropped, an accepted one joins the
+    data whatever the scorers and the filter chain said; for SFT an edited episode becomes its
+    corrected conversation (up to its first edited turn); for DPO every edited turn is a pair (the
+    edit chosen, the original rejected), and within a variation every accepted episode is paired
+    with every rejected one. Returns the episodes kept, the records and the manifest's summary."""
+    from trajgym.trainers.records import edit_pair, edited_sft_record, verdict_pairs
+    from trajgym.trajectory.labels import open_labels
+
+    store = open_labels(labels)
+    try:
+        verdicts, edits = store.verdicts(), store.edits()
+    finally:
+        store.close()
+    by_id = {r.trajectory.episode_id: r for r in everything}
+    unknown = sorted((set(verdicts) | set(edits)) - set(by_id))
+    if unknown:
+        log.warning("%d labelled episodes are not in these inputs (e.g. %s): left out", len(unknown), unknown[0])
+    ids = {r.trajectory.episode_id for r in kept}
+    kept = [r for r in kept if verdicts.get(r.trajectory.episode_id) != "reject"]
+    kept += [r for r in everything if verdicts.get(r.trajectory.episode_id) == "accept" and r.trajectory.episode_id
+             not in ids]
+    built: Built[SFTRecord] | Built[DPORecord]
+    made = 0
+    if fmt == "sft":
+        sft = sft_records(kept, role)
+        edited = {eid for eid in edits if eid in by_id and verdicts.get(eid) != "reject"}
+        sft.records = [r.model_copy(update={"human": "accept"}) if verdicts.get(r.episode_id) == "accept" else r
+                       for r in sft.records if r.episode_id not in edited]
+        for eid in sorted(edited):
+            turn = min(edits[eid])
+            lab = edits[eid][turn]
+            sft.records.append(edited_sft_record(by_id[eid], turn, lab.payload, role=role,
+                                                 note=f"edit turn {turn} v{lab.version} by {lab.reviewer}"))
+            made += 1
+        made += sum(1 for r in sft.records if r.human == "accept")
+        built = sft
+    else:
+        dpo = dpo_records(kept, role, min_margin)
+        for eid in sorted(e for e in edits if e in by_id):
+            for turn, lab in sorted(edits[eid].items()):
+                pair = edit_pair(by_id[eid], turn, lab.payload, role=role,
+                                 note=f"edit turn {turn} v{lab.version} by {lab.reviewer}")
+                if isinstance(pair, str):
+                    dpo.skipped[f"human pair: {pair}"] += 1
+                else:
+                    dpo.records.append(pair)
+                    made += 1
+        human_pairs = verdict_pairs(everything, verdicts, role)
+        dpo.records += human_pairs.records
+        dpo.skipped.update(human_pairs.skipped)
+        made += len(human_pairs.records)
+        built = dpo
+    summary = {"path": str(Path(labels).resolve()), "accepted": sum(v == "accept" for v in verdicts.values()),
+               "rejected": sum(v == "reject" for v in verdicts.values()),
+               "edited_turns": sum(len(t) for t in edits.values()), "unknown_episodes": len(unknown),
+               "records_from_labels": made}
+    return kept, built, summary
 
 
 def _write(dst: Path, dataset: Any, manifest: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -75,6 +75,9 @@ class SFTRecord(_Strict):
     group: str
     scores: str
     filter_hash: str | None
+    human: str | None = None
+    """What a reviewer did (``trajgym review``): ``accept`` (kept whatever the scorers said), or
+    ``edit turn N v<version> by <reviewer>`` (the conversation ends at the corrected turn)."""
 
 
 class DPORecord(_Strict):
@@ -99,6 +102,8 @@ class DPORecord(_Strict):
     rejected_policy: str
     rejected_weights_id: str | None
     filter_hash: str | None
+    human: str | None = None
+    """A pair a reviewer made: ``edit ...`` (the corrected turn against the original) or ``accept > reject``."""
 
 
 R = TypeVar("R", SFTRecord, DPORecord)
@@ -301,3 +306,80 @@ def dpo_pair(better: ScoredTrajectory, worse: ScoredTrajectory, role: str = "sup
         chosen_policy=b.policy, chosen_weights_id=weights_id(b, role),
         rejected_episode_id=w.episode_id, rejected_source=worse.source, rejected_total=worse.total,
         rejected_policy=w.policy, rejected_weights_id=weights_id(w, role), filter_hash=stamp)
+
+
+# -- pairs and records from human review labels ------------------------------------------------------
+
+
+def split_at_turn(traj: Trajectory, turn: int, role: str = "support") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``role``'s conversation before its action at ``turn`` (the prompt of that turn), and that
+    action as the agent kept it. Raises ValueError when ``role`` did not act at ``turn``."""
+    out: list[dict[str, Any]] = []
+    for step in traj.steps:
+        if step.role != role:
+            continue
+        out.extend(step.observation)
+        if step.turn == turn:
+            return out, action_message(step)
+        out.append(action_message(step))
+    raise ValueError(f"episode {traj.episode_id}: {role} did not act at turn {turn}")
+
+
+def edited_sft_record(rec: ScoredTrajectory, turn: int, message: dict[str, Any], *, note: str,
+                      role: str = "support") -> SFTRecord:
+    """The SFT record of an episode a reviewer corrected at ``turn``: the conversation up to that
+    turn with the corrected ``message`` last (what came after answered the original: stale, left out)."""
+    prompt, _ = split_at_turn(rec.trajectory, turn, role)
+    t = rec.trajectory
+    scores = {name: (r.score if r is not None else None) for name, r in rec.scores.items()}
+    return SFTRecord(
+        messages=[normalize(m) for m in [*prompt, message]], tools=jsonio.text(learner_tools(t, role)),
+        source=rec.source, episode_id=t.episode_id, scenario_id=t.scenario_id, seed=t.seed, trial=t.trial,
+        policy=t.policy, job_id=t.job_id, weights_id=weights_id(t, role), total=rec.total if rec.total is not None
+        else 0.0, success=rec.success, rank=rec.rank, group=rec.group, scores=jsonio.text(scores),
+        filter_hash=rec.filter.hash if rec.filter else None, human=note)
+
+
+def edit_pair(rec: ScoredTrajectory, turn: int, message: dict[str, Any], *, note: str,
+              role: str = "support") -> DPORecord | str:
+    """The corrected turn (chosen) against the original one (rejected), after the same prompt; or
+    why there is no pair (the correction says the same as the original)."""
+    prompt, original = split_at_turn(rec.trajectory, turn, role)
+    chosen, rejected = normalize(message), normalize(original)
+    if _same(chosen, rejected):
+        return "the edit says what the original said"
+    t = rec.trajectory
+    total = rec.total if rec.total is not None else 0.0
+    wid = weights_id(t, role)
+    return DPORecord(
+        prompt=[normalize(m) for m in prompt], chosen=[chosen], rejected=[rejected],
+        tools=jsonio.text(learner_tools(t, role)), scenario_id=t.scenario_id, seed=t.seed, group=rec.group,
+        margin=0.0, chosen_episode_id=t.episode_id, chosen_source=rec.source, chosen_total=total,
+        chosen_policy="human", chosen_weights_id=None, rejected_episode_id=t.episode_id, rejected_source=rec.source,
+        rejected_total=total, rejected_policy=t.policy, rejected_weights_id=wid,
+        filter_hash=rec.filter.hash if rec.filter else None, human=note)
+
+
+def verdict_pairs(records: Iterable[ScoredTrajectory], verdicts: Mapping[str, str],
+                  role: str = "support") -> Built[DPORecord]:
+    """Within each variation, every episode a reviewer accepted against every one they rejected,
+    split at the first learner turn where the two differ (whatever the scorers' totals)."""
+    out: Built[DPORecord] = Built()
+    groups: dict[str, list[ScoredTrajectory]] = defaultdict(list)
+    for rec in records:
+        if verdicts.get(rec.trajectory.episode_id) in ("accept", "reject"):
+            groups[rec.group].append(rec)
+    for group in sorted(groups):
+        accepted = [r for r in groups[group] if verdicts[r.trajectory.episode_id] == "accept"]
+        rejected = [r for r in groups[group] if verdicts[r.trajectory.episode_id] == "reject"]
+        for good in accepted:
+            for bad in rejected:
+                made = dpo_pair(good.model_copy(update={"total": 1.0}), bad.model_copy(update={"total": 0.0}),
+                                role, min_margin=0.0)
+                if isinstance(made, str):
+                    out.skipped[f"human pair: {made}"] += 1
+                else:
+                    out.records.append(made.model_copy(update={
+                        "human": "accept > reject", "margin": 1.0, "chosen_total": good.total or 0.0,
+                        "rejected_total": bad.total or 0.0}))
+    return out
