@@ -31,6 +31,20 @@ def chromium_binary() -> str | None:
     return shutil.which("chromium")
 
 
+def require_chromium() -> str:
+    """The chromium binary, or a skip of the calling test (a failure under TRAJGYM_REQUIRE_CHROMIUM=1,
+    which ``.ci/run`` sets after installing it)."""
+    import pytest
+
+    binary = chromium_binary()
+    if binary is None:
+        reason = "headless Chromium is not installed: apt-get install chromium (the Debian package)"
+        if os.environ.get("TRAJGYM_REQUIRE_CHROMIUM", "") not in ("", "0"):
+            pytest.fail(f"TRAJGYM_REQUIRE_CHROMIUM=1 but {reason}")
+        pytest.skip(reason)
+    return binary
+
+
 class CDPError(RuntimeError):
     """Chromium answered a command with an error, or did not start."""
 

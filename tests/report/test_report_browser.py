@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium_cdp import Chromium, chromium_binary
+from chromium_cdp import Chromium, require_chromium
 from scored_rollouts import SCENARIOS, scored_rollouts
 
 from trajgym.report import write_report
@@ -33,13 +32,7 @@ HOSTILE = "<img src=x onerror=\"console.error('xss')\"><script>console.error('xs
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """The chromium binary, or a skip (a failure under TRAJGYM_REQUIRE_CHROMIUM=1)."""
-    binary = chromium_binary()
-    if binary is None:
-        reason = "headless Chromium is not installed: apt-get install chromium (the Debian package)"
-        if os.environ.get("TRAJGYM_REQUIRE_CHROMIUM", "") not in ("", "0"):
-            pytest.fail(f"TRAJGYM_REQUIRE_CHROMIUM=1 but {reason}")
-        pytest.skip(reason)
-    return binary
+    return require_chromium()
 
 
 @pytest.fixture(scope="module")

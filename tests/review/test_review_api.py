@@ -87,6 +87,11 @@ def test_queue_episode_labels_and_edits(scored: Path) -> None:
     asyncio.run(go())
     labels = LabelStore(scored.with_name("scored.labels.sqlite"))  # beside the data, kept
     assert len(labels.verdicts()) == 2
+    # the report shows how often each scorer agreed with the reviewers
+    out = scored.with_name("report.html")
+    assert cli_main(["report", str(scored), "--out", str(out), "--labels", labels.path]) == 0
+    page = out.read_text()
+    assert 'id="agreement-table"' in page and "Cohen" in page
 
 
 def test_a_token_guards_a_page_bound_elsewhere(scored: Path) -> None:

@@ -28,6 +28,8 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"embed the transcripts of the first N episodes of the table (default "
                         f"{DEFAULT_MAX_TRANSCRIPTS}; -1 for all); the page says how many were left out")
     p.add_argument("--title", default="trajgym report", help="the page's title")
+    p.add_argument("--labels", metavar="LABELS.sqlite",
+                   help="human review labels (`trajgym review`): adds how often each scorer agreed with the reviewers")
     return p
 
 
@@ -57,7 +59,7 @@ def report(args: argparse.Namespace, console: Console) -> int:
     if not records:
         raise ReportError(f"no scored episodes in {', '.join(files) or args.files[0]}: score trajectories first with "
                           "`trajgym score FILE.jsonl --out SCORED.jsonl`")
-    summary = write_report(records, args.out, title=args.title, sources=files, loop=loop,
+    summary = write_report(records, args.out, title=args.title, sources=files, loop=loop, labels=args.labels,
                            max_transcripts=None if args.max_transcripts == -1 else args.max_transcripts)
     data = summary.data
     rate = f"{100 * data.success_rate:.0f}%" if data.success_rate is not None else "n/a"

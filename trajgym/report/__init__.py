@@ -48,9 +48,11 @@ def read_scored(paths: Sequence[str | Path]) -> list[ScoredTrajectory]:
 
 def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym report",
                  max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
-                 sources: Sequence[str] = (), loop: str | Path | None = None) -> tuple[str, ReportData]:
+                 sources: Sequence[str] = (), loop: str | Path | None = None,
+                 labels: str | Path | None = None) -> tuple[str, ReportData]:
     """The report page for ``records`` and the figures it shows; with ``loop`` (a ``trajgym loop``
-    run folder) a section of its generations comes first."""
+    run folder) a section of its generations comes first; with ``labels`` (``trajgym review``'s
+    SQLite file) a section on how often each scorer agreed with the reviewers."""
     if not records:
         raise ReportError("nothing to report on: no scored episodes were given")
     if max_transcripts is not None and max_transcripts < 0:
@@ -61,15 +63,20 @@ def build_report(records: Sequence[ScoredTrajectory], *, title: str = "trajgym r
         from trajgym.report.loop import loop_section, read_loop
 
         extra.append(("loop", "Loop", loop_section(read_loop(loop)[0], str(loop))))
+    if labels is not None:
+        from trajgym.report.page import agreement_section
+
+        extra.append(("agreement", "Reviewers and scorers", agreement_section(records, labels)))
     return render_page(data, draw_all(data), title=title, max_transcripts=max_transcripts, extra=extra), data
 
 
 def write_report(records: Sequence[ScoredTrajectory], out: str | Path, *, title: str = "trajgym report",
                  max_transcripts: int | None = DEFAULT_MAX_TRANSCRIPTS, diversity: DiversityFn = default_diversity,
-                 sources: Sequence[str] = (), loop: str | Path | None = None) -> ReportSummary:
+                 sources: Sequence[str] = (), loop: str | Path | None = None,
+                 labels: str | Path | None = None) -> ReportSummary:
     """Write the report page of :func:`build_report` to ``out``."""
     page, data = build_report(records, title=title, max_transcripts=max_transcripts, diversity=diversity,
-                              sources=sources, loop=loop)
+                              sources=sources, loop=loop, labels=labels)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
+from typing import Any
 
 from trajgym._version import __version__
 from trajgym.report.aggregate import BLAME_KEYS, EpisodeRow, ReportData
@@ -202,3 +203,25 @@ def render_page(data: ReportData, plots: Mapping[str, Plot], *, title: str = "tr
               el("title", title), el("style", _asset("report.css")))
     return "<!DOCTYPE html>\n" + el("html", head, el("body", header, main, el("script", _asset("report.js"))),
                                     lang="en") + "\n"
+
+
+def agreement_section(records: Sequence[Any], labels: Any) -> Html:
+    """Per scorer: on the episodes reviewers accepted or rejected, how often its verdict matched
+    theirs, and Cohen's kappa (agreement beyond chance: near 0, the scorer says nothing a person
+    would; near 1, it can stand in for them)."""
+    from trajgym.trajectory.labels import agreement, open_labels
+
+    store = open_labels(labels)
+    try:
+        verdicts = store.verdicts()
+    finally:
+        store.close()
+    rows = [el("tr", el("td", a["scorer"]), _num(a["episodes"], str(a["episodes"])),
+               _num(a["agreement"], pct(a["agreement"])), _num(a["kappa"], NA if a["kappa"] is None else f"{a['kappa']:.2f}"))
+            for a in agreement(records, verdicts)]
+    if not rows:
+        return el("p", f"no accepted or rejected episode of these files in {labels}", class_="muted")
+    return join([el("p", f"{len(verdicts)} episodes accepted or rejected by reviewers ({labels}). Agreement: the share "
+                         "of them where the scorer's pass/fail matched the reviewer's accept/reject; Cohen's kappa: "
+                         "the same beyond chance."),
+                 table(_head("scorer", "episodes", "agreement", "Cohen's kappa"), rows, id_="agreement-table")])

@@ -130,6 +130,7 @@
     else if (s.message && !calls.length) body.push(el("div", { class: "text", text: s.message }));
     calls.forEach((c) => body.push(el("code", { class: "call", text: `${c.name}(${c.arguments})` })));
     if (s.error) body.push(el("div", { class: "error", text: `malformed: ${s.error}` }));
+    if (s.edit && s.results.length) body.push(el("div", { class: "muted", text: "what the original call returned:" }));
     for (const r of s.results) {
       body.push(el("code", { class: "result" + (r.ok ? "" : " failed"), text: `→ ${r.name}: ${json(r.content)}` }));
       for (const f of r.faults) body.push(el("span", { class: "badge fault", text: `fault: ${f.kind}${f.applied ? " (applied)" : ""}` }));
