@@ -135,3 +135,31 @@ def test_bad_data_is_a_clear_error(scored: Path, tmp_path: Path, capsys: pytest.
     empty.mkdir()
     with pytest.raises(ReviewDataError, match="holds no scored files"):
         data_files(empty)
+
+
+def test_labels_override_a_filter_chain(scored: Path, tmp_path: Path) -> None:
+    from trajgym.filters.chain import HUMAN_STEP, filter_file
+    from trajgym.trainers.loop import read_labels
+    from trajgym.trajectory.scored import iter_scored
+
+    records = list(iter_scored(scored))
+    good = next(r for r in records if r.success)
+    bad = next(r for r in records if not r.success and r.total is not None)
+    labels = tmp_path / "labels.sqlite"
+    store = LabelStore(labels)
+    store.add(good.trajectory.episode_id, "x", "reject", reviewer="ana", reason="made something up")
+    store.add(bad.trajectory.episode_id, "x", "accept", reviewer="ana")
+    store.close()
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("filters:\n  - success: true\n")
+    result = filter_file(scored, chain, tmp_path / "kept.jsonl", labels=labels)
+    kept = {r.trajectory.episode_id for r in result.kept}
+    assert bad.trajectory.episode_id in kept and good.trajectory.episode_id not in kept
+    assert result.steps[-1].step == HUMAN_STEP and result.steps[-1].reasons == {
+        "rejected by a reviewer": 1, "accepted by a reviewer, kept": 1}
+    stamp = result.kept[0].filter
+    assert stamp is not None and stamp.chain[-1] == {"human_labels": str(labels.resolve())}
+    # the loop's filter step reads the same file
+    assert read_labels(labels) == {good.trajectory.episode_id: "reject", bad.trajectory.episode_id: "accept"}
+    assert cli_main(["filter", str(scored), "--config", str(chain), "--out", str(tmp_path / "k2.jsonl"),
+                     "--labels", str(labels)]) == 0

@@ -21,6 +21,8 @@ def add_filter_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="the filter chain: filters: [{min_score: 0.7}, {no_blame: [simulator]}, {dedup: {near: 0.9}}]")
     f.add_argument("--out", required=True, metavar="KEPT.jsonl", help="where the kept episodes go (not the input)")
     f.add_argument("--device", default="cpu", help="torch device of the embedding model for near duplicates")
+    f.add_argument("--labels", metavar="LABELS.sqlite",
+                   help="human review labels (`trajgym review`) that override the chain: accepted kept, rejected dropped")
 
 
 def filter_command(args: argparse.Namespace, console: Console) -> int:
@@ -29,7 +31,8 @@ def filter_command(args: argparse.Namespace, console: Console) -> int:
 
     with console.status(f"filtering {args.file} (a near-duplicate step embeds every decision chain: minutes for "
                         "thousands of episodes on a CPU)"):
-        result = filter_file(args.file, args.config, args.out, embedder=Embedder(device=args.device))
+        result = filter_file(args.file, args.config, args.out, embedder=Embedder(device=args.device),
+                             labels=args.labels)
     console.print(steps_table(result))
     console.print(f"kept {len(result.kept)} of {result.total} episodes; wrote {args.out}, and the dropped ones with "
                   f"the step and reason that dropped each to {result.sidecar}", highlight=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,9 +181,11 @@ class FilterResult:
 
 
 def apply_chain(records: Sequence[ScoredTrajectory], chain: FilterChain, *,
-                embedder: Embedder | None = None) -> FilterResult:
+                embedder: Embedder | None = None, labels: Mapping[str, str] | None = None) -> FilterResult:
     """Apply the steps of ``chain`` in order; each sees only what the steps before it kept.
-    ``embedder`` is used by near-duplicate steps (default: one is made when first needed)."""
+    ``embedder`` is used by near-duplicate steps (default: one is made when first needed).
+    ``labels`` (episode id -> ``accept`` or ``reject``, from ``trajgym review``) override the steps
+    as a last step: an accepted episode is kept whatever a step said, a rejected one dropped."""
     ctx = StepContext(embedder)
     alive = list(range(len(records)))
     steps: list[StepReport] = []
@@ -205,7 +207,27 @@ def apply_chain(records: Sequence[ScoredTrajectory], chain: FilterChain, *,
         log.info("filter step %d (%s): kept %d of %d%s", n + 1, report.step, report.after, report.before,
                  "".join(f"; {why}: {c}" for why, c in reasons.items()))
         alive = [i for j, i in enumerate(alive) if j not in gone]
+    if labels:
+        alive, dropped = _human_step(records, alive, dropped, labels, steps)
     return FilterResult([records[i] for i in alive], alive, steps, dropped, len(records))
+
+
+HUMAN_STEP = "human labels override the steps"
+
+
+def _human_step(records: Sequence[ScoredTrajectory], alive: list[int], dropped: list[Dropped],
+                labels: Mapping[str, str], steps: list[StepReport]) -> tuple[list[int], list[Dropped]]:
+    verdict = {i: labels.get(r.trajectory.episode_id) for i, r in enumerate(records)}
+    restored = [d.index for d in dropped if verdict[d.index] == "accept"]
+    before = len(alive)
+    kept = sorted({i for i in alive if verdict[i] != "reject"} | set(restored))
+    n = len(steps)
+    out = [d for d in dropped if verdict[d.index] != "accept"]
+    out += [Dropped(i, n, "rejected by a reviewer", None) for i in alive if verdict[i] == "reject"]
+    reasons = {k: v for k, v in (("rejected by a reviewer", sum(verdict[i] == "reject" for i in alive)),
+                                 ("accepted by a reviewer, kept", len(restored))) if v}
+    steps.append(StepReport(HUMAN_STEP, before, len(kept), reasons))
+    return kept, out
 
 
 def chain_steps(chain: FilterChain) -> list[dict[str, Any]]:
@@ -219,13 +241,15 @@ def chain_steps(chain: FilterChain) -> list[dict[str, Any]]:
 
 
 def filter_file(path: str | Path, chain: FilterChain | str | Path, out: str | Path, *,
-                embedder: Embedder | None = None) -> FilterResult:
+                embedder: Embedder | None = None, labels: str | Path | None = None) -> FilterResult:
     """Filter the scored file ``path`` with ``chain`` (a chain or its YAML file) into ``out``.
 
     Each kept record carries the chain's stamp (its steps and their hash); the episodes dropped go to
     the sidecar ``out``'s ``.dropped.jsonl`` with the step and the reason that dropped each
     (:mod:`trajgym.trajectory.filtered`). The input is never written: ``out`` must be another file;
-    both outputs are written whole or not at all (temporary files moved into place).
+    both outputs are written whole or not at all (temporary files moved into place). ``labels``
+    (``trajgym review``'s SQLite file) override the chain: accepted episodes kept, rejected dropped;
+    the stamp's chain then ends with a ``human_labels`` step naming the file.
     """
     src, dst = Path(path), Path(out)
     if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
@@ -237,8 +261,19 @@ def filter_file(path: str | Path, chain: FilterChain | str | Path, out: str | Pa
         chain = load_filter_chain(chain)
     numbered = [(n, parse_scored(src, n, raw, torn)) for n, raw, torn in open_lines(src, "scored trajectory")]
     records = [rec for _, rec in numbered]
-    result = apply_chain(records, chain, embedder=embedder)
-    stamp = chain_stamp(chain_steps(chain), chain_file)
+    verdicts = None
+    steps = chain_steps(chain)
+    if labels is not None:
+        from trajgym.trajectory.labels import open_labels
+
+        store = open_labels(labels)
+        try:
+            verdicts = store.verdicts()
+        finally:
+            store.close()
+        steps.append({"human_labels": str(Path(labels).resolve())})
+    result = apply_chain(records, chain, embedder=embedder, labels=verdicts)
+    stamp = chain_stamp(steps, chain_file)
     kept = [rec.model_copy(update={"filter": stamp}) for rec in result.kept]
     dropped = []
     for d in result.dropped:

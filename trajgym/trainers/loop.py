@@ -122,7 +122,8 @@ class LoopConfig(_Strict):
         "every scenario's least share of the next generation's episodes; the rest goes where the policy failed"))
     min_total: float = Field(0.0, ge=0, le=1, description="kept episodes reach this total (and succeed)")
     labels: str | None = Field(None, description=(
-        "human labels (JSONL of {episode_id, action: accept|reject}) that override the scorers in the filter step"))
+        "human labels that override the scorers in the filter step: `trajgym review`'s SQLite file (e.g. "
+        "RUN/labels.sqlite), or a JSONL of {episode_id, action: accept|reject}"))
     seed: int = 0
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
@@ -235,16 +236,25 @@ def curriculum(scenarios: Sequence[str], previous: Sequence[ScoredTrajectory], *
 
 
 def read_labels(path: str | Path | None) -> dict[str, str]:
-    """episode id -> 'accept' or 'reject' (the last label of an episode wins)."""
+    """episode id -> 'accept' or 'reject': the verdicts of ``trajgym review``'s SQLite file, or of a
+    JSONL file of ``{episode_id, action}`` lines (the last label of an episode wins)."""
     if path is None:
         return {}
-    out: dict[str, str] = {}
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
+        head = p.read_bytes()[:16]
     except OSError as exc:
         raise TrajgymError(f"cannot read the labels {p}: {exc.strerror or exc}") from None
-    for n, line in enumerate(lines, 1):
+    if head.startswith(b"SQLite format 3"):
+        from trajgym.trajectory.labels import open_labels
+
+        store = open_labels(p)
+        try:
+            return dict(store.verdicts())
+        finally:
+            store.close()
+    out: dict[str, str] = {}
+    for n, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
