@@ -163,6 +163,12 @@ async def _drive(binary: str, scored: Path) -> dict[str, Any]:
             out["stale"] = await page.evaluate("document.querySelectorAll('.step.stale').length")
             out["call_after"] = await page.evaluate("document.querySelector('.step.turn-selected code.call').textContent")
             await _shot(page, "review-episode.png")
+            # side by side with the other episode of its variation, and back
+            await _key(page, "c")
+            out["compare"] = await _until(page, "!document.querySelector('#compare').hidden && "
+                                                "[document.querySelectorAll('#left .step').length, "
+                                                "document.querySelectorAll('#right .step').length]")
+            await _key(page, "Escape")
             # review three episodes with the keyboard: accept, reject with a reason, the simulator was wrong
             await _key(page, "a")
             await _until(page, f"document.querySelector('#ep-head b').textContent !== '{first}'")
@@ -177,7 +183,13 @@ async def _drive(binary: str, scored: Path) -> dict[str, Any]:
             await _key(page, "f")
             await _until(page, f"document.querySelector('#ep-head b').textContent !== '{third}'"
                                " || !document.querySelector('#queue').hidden")
-            # undo the last one, and flag it again
+            # back to it (k), undo (u): unreviewed again; flag it once more
+            await _key(page, "k")
+            await _until(page, f"document.querySelector('#ep-head b').textContent === '{third}'")
+            await _key(page, "u")
+            out["undone"] = await _until(page, "document.querySelector('#ep-status').textContent === 'unreviewed'"
+                                               " && document.querySelector('#ep-status').textContent")
+            await _key(page, "f")
             await _key(page, "Escape")
             out["ids"] = [first, second, third]
             # reload: the labels are kept
@@ -201,6 +213,8 @@ def test_review_with_the_keyboard_then_export(chromium: str, scored: Path, tmp_p
     assert "edited by bo" in out["conflict"]
     assert out["edited_badge"].startswith("edited v2 by ana") and out["stale"] > 0
     assert "-ana" in out["call_after"] and out["call_after"] != out["call_before"]
+    assert out["compare"][0] > 0 and out["compare"][1] > 0
+    assert out["undone"] == "unreviewed"
     first, second, third = out["ids"]
     status = out["after_reload"]
     assert status[first].startswith("accept") and "✎" in status[first]
