@@ -201,3 +201,24 @@ def test_two_grpo_steps_on_the_bundled_model_against_vllm(converted_model: Path,
     assert steps[1]["weights_id"] not in (base, steps[0]["weights_id"])
     assert summary["weights_id"] == weights_id(tmp_path / "run" / "model") == steps[1]["weights_id"]
     assert (tmp_path / "run" / "curves.csv").is_file()
+
+
+def test_a_step_saved_but_not_recorded_is_recovered_on_resume(tmp_path: Path) -> None:
+    """Killed after step 2's update reached state.pt, before its weights were served: on resume the
+    update stands (its record is written from the pending one), and nothing is trained twice."""
+    from trajgym.trainers.grpo import PENDING_FILE, STATE_FILE, GRPORun
+
+    config = GRPORunConfig(output=str(tmp_path), scenarios=["refund_damaged_item"])
+    run = GRPORun(config, tmp_path, progress=False)
+    for n in (1, 2):
+        (tmp_path / "steps" / f"{n:04d}").mkdir(parents=True)
+    (tmp_path / "policy" / "0002").mkdir(parents=True)
+    (tmp_path / "steps" / "0001" / STEP_FILE).write_text("{}")
+    (tmp_path / "steps" / "0002" / PENDING_FILE).write_text(json.dumps({"step": 2, "loss": 0.5, "load": None}))
+    torch.save({"step": 1}, tmp_path / STATE_FILE)
+    assert run._recover(1) == 1  # state.pt is at step 1: step 2's update never landed, it is trained again
+    torch.save({"step": 2}, tmp_path / STATE_FILE)
+    assert run._recover(1) == 2
+    record = json.loads((tmp_path / "steps" / "0002" / STEP_FILE).read_text())
+    assert record["loss"] == 0.5 and record["load"] == "served on resume"
+    assert not (tmp_path / "steps" / "0002" / PENDING_FILE).exists()

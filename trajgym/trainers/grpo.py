@@ -37,6 +37,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,7 @@ from trajgym.trajectory.scored import ScoredTrajectory
 log = logging.getLogger(__name__)
 
 STEP_FILE = "step.json"
+PENDING_FILE = "update.json"
 STATE_FILE = "state.pt"
 
 
@@ -416,6 +418,7 @@ class GRPORun:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: _lr_factor(config, i, total_steps))
         done = self.folders.done_steps()
         start = done[-1] if done else 0
+        start = self._recover(start)
         if start:
             state = torch.load(self.root / STATE_FILE, weights_only=False)
             if state["step"] != start:
@@ -450,6 +453,24 @@ class GRPORun:
         curves.plot(rows, self.root / curves.PLOT_NAME, f"GRPO: {self.root.name}")
         last = self.folders.policy(total_steps)
         return self._finish(last, base, rows, time.monotonic() - t_run, read_training(base))
+
+    def _recover(self, start: int) -> int:
+        """A run killed after step ``start + 1``'s update was saved (state.pt) but before its weights
+        were served and its record written: the update stands, its record is written now."""
+        import torch
+
+        n = start + 1
+        pending = self.folders.step(n) / PENDING_FILE
+        if not (pending.is_file() and self.folders.policy(n).is_dir() and (self.root / STATE_FILE).is_file()):
+            return start
+        if torch.load(self.root / STATE_FILE, weights_only=False, mmap=True)["step"] != n:
+            return start
+        record = json.loads(pending.read_text())
+        record["load"] = "served on resume"
+        (self.folders.step(n) / STEP_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        pending.unlink()
+        self.say(f"step {n} was trained before the run stopped; its record is written now")
+        return n
 
     def _serve(self, folder: Path) -> tuple[Any, str]:
         if self.config.base_url:
@@ -507,7 +528,9 @@ class GRPORun:
             if batch.learner_tokens:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
                 optimizer.step()
-        scheduler.step()
+        with warnings.catch_warnings():  # a step without a signal steps the schedule, not the optimizer
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            scheduler.step()
         seconds["train"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
         policy = self.folders.policy(n)
@@ -522,17 +545,8 @@ class GRPORun:
         if policy.exists():
             shutil.rmtree(policy)
         tmp.rename(policy)
-        state_tmp.replace(self.root / STATE_FILE)
         seconds["save"] = round(time.monotonic() - t0, 1)
         from trajgym.serving.weights import weights_id
-
-        load = None
-        new_id = weights_id(policy)
-        if server is not None:
-            t0 = time.monotonic()
-            loaded = server.load_weights(policy)
-            load, new_id = loaded.how, loaded.weights_id
-            seconds["load"] = round(time.monotonic() - t0, 1)
         from trajgym.trainers.records import weights_id as played_weights
 
         played = sorted({w for w in (played_weights(r.trajectory) for r in records) if w})
@@ -543,8 +557,18 @@ class GRPORun:
             groups=batch.groups, groups_used=batch.groups_used, sequences=len(batch.sequences),
             learner_tokens=batch.learner_tokens, skipped=dict(batch.skipped), loss=round(figures["loss"], 6),
             kl=round(figures["kl"], 6), ratio=round(figures["ratio"], 6), clip_frac=round(figures["clip_frac"], 6),
-            grad_norm=round(grad_norm, 6), weights_id=new_id, played_by=played, load=load, seconds=seconds)
+            grad_norm=round(grad_norm, 6), weights_id=weights_id(policy), played_by=played, load=None, seconds=seconds)
+        # the update is done once state.pt holds it; its figures wait in PENDING_FILE until the weights are served
+        (folder / PENDING_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n")
+        state_tmp.replace(self.root / STATE_FILE)
+        if server is not None:
+            t0 = time.monotonic()
+            loaded = server.load_weights(policy)
+            result.load, result.weights_id = loaded.how, loaded.weights_id
+            seconds["load"] = round(time.monotonic() - t0, 1)
+        new_id, load = result.weights_id, result.load
         (folder / STEP_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n")
+        (folder / PENDING_FILE).unlink(missing_ok=True)
         previous = self.folders.policy(n - 1)
         if n > 1 and previous.is_dir():
             shutil.rmtree(previous)  # served no more, and state.pt holds the weights to resume from
