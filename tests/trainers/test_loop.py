@@ -100,6 +100,7 @@ def test_keep_with_human_labels(tmp_path: Path) -> None:
         read_labels(labels)
 
 
+@pytest.mark.slow
 def test_loop_killed_mid_generation_resumes_to_the_same_generations(tiny_model: Path, tmp_path: Path) -> None:
     straight = _loop(_config(tmp_path, tiny_model, "straight"))
     killed_cfg = _config(tmp_path, tiny_model, "killed")

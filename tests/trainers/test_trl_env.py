@@ -38,6 +38,7 @@ def test_the_class_offers_the_scenario_tools_and_plays_the_customer() -> None:
     assert again.reset(seed=3) == first
 
 
+@pytest.mark.slow
 def test_trl_grpo_trainer_trains_two_steps_on_a_trajgym_env(tiny_model: Path, tmp_path: Path) -> None:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
