@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop-eval-episodes", type=int, default=3, help="held-out variations per scenario")
     p.add_argument("--loop-steps", type=int, default=10, help="SFT optimizer steps per generation")
     p.add_argument("--loop-lr", type=float, default=2e-5)
+    p.add_argument("--loop-temperature", type=float, default=0.7, help="sampling temperature of the policy's episodes")
+    p.add_argument("--loop-name", default="loop", help="run folders OUT/<name>-accumulate, OUT/<name>-replace")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # killed (SIGTERM): unwind, so a vLLM server the bench started is stopped too
@@ -238,6 +240,13 @@ def report(args: argparse.Namespace, results: dict[str, EvalResult], times: dict
                                                       indent=2))
 
 
+def json_eval(run: Path) -> Any:
+    """The eval settings a loop run folder was started with."""
+    from trajgym.trainers.loop import LOOP_FILE, EvalSettings
+
+    return EvalSettings(**json.loads((run / LOOP_FILE).read_text())["eval"])
+
+
 def loop_bench(args: argparse.Namespace, start: Path) -> int:
     """``--loop``: accumulate against replace from the SFT model (see the module docstring)."""
     import shutil
@@ -246,23 +255,26 @@ def loop_bench(args: argparse.Namespace, start: Path) -> int:
 
     records: dict[str, list[dict[str, Any]]] = {}
     for data in ("accumulate", "replace"):
-        root = (args.out / f"loop-{data}").resolve()
+        root = (args.out / f"{args.loop_name}-{data}").resolve()
         config = LoopConfig(
             start=str(start.resolve()), output=str(root), generations=args.generations, scenarios=args.train,
             held_out_scenarios=args.held_out, data=data, episodes_per_generation=args.loop_episodes,
-            temperature=0.7, max_tokens=args.max_tokens, max_turns=args.max_turns, anchor_share=0.25,
+            temperature=args.loop_temperature, max_tokens=args.max_tokens, max_turns=args.max_turns, anchor_share=0.25,
             anchor_episodes=2, embed=True,
             train=TrainSettings(max_steps=args.loop_steps, learning_rate=args.loop_lr),
             eval=EvalSettings(episodes=args.loop_eval_episodes, seed=EVAL_SEED, max_turns=args.max_turns,
                               max_tokens=args.max_tokens))
         loop = Loop(config, resume=(root / "loop.json").is_file(), say=lambda m: print("   " + m, flush=True))
-        other = args.out / "loop-accumulate" / "gen-00"
-        if data == "replace" and not (root / "gen-00").exists() and (other / "generation.json").is_file():
-            shutil.copytree(other, root / "gen-00")  # the same starting model, evaluated the same way: once
+        # the same starting model, evaluated the same way (the same seeds left out): evaluated once
+        done0 = [f for f in (args.out / f"{args.loop_name}-accumulate" / "gen-00", args.out / "loop-accumulate" / "gen-00")
+                 if (f / "generation.json").is_file() and f != root / "gen-00"]
+        if not (root / "gen-00").exists() and done0 and config.eval == json_eval(done0[0].parent):
+            shutil.copytree(done0[0], root / "gen-00")
         print(f"== loop, data: {data}", flush=True)
         records[data] = loop.run()
     lines = [f"Loop bench ({platform.machine()}, {sys.platform}): from {start}; {args.generations} generations of "
-             f"{args.loop_episodes} episodes on {', '.join(args.train)}; {args.loop_steps} SFT steps per generation; "
+             f"{args.loop_episodes} episodes on {', '.join(args.train)} at temperature {args.loop_temperature}; "
+             f"{args.loop_steps} SFT steps per generation at learning rate {args.loop_lr:g}; "
              f"{args.loop_eval_episodes} held-out variations per scenario (held-out scenarios: "
              f"{', '.join(args.held_out)}), greedy.", "",
              "| data | gen | held-out seeds | held-out scenarios | kept/played | distinct chains | 2-gram bits | "
@@ -290,7 +302,7 @@ def loop_bench(args: argparse.Namespace, start: Path) -> int:
                 lines.append(f"- {data}, generation {r['generation']}: {w}")
     text = "\n".join(lines)
     print(text)
-    (args.out / "loop-results.md").write_text(text + "\n")
+    (args.out / f"{args.loop_name}-results.md").write_text(text + "\n")
     return 0
 
 
