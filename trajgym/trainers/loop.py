@@ -429,6 +429,8 @@ class Loop:
         scored = folder / "scored.jsonl"
         if self.config.data != "accumulate" or not self.config.anchor_share or not self.config.anchor_episodes:
             return None
+        if scored.is_file() and (folder / "units.json").is_file():
+            return scored
         folder.mkdir(exist_ok=True)
         templates = [load(f) for f in scenario_files(list(self.config.scenarios))]
         units = plan(templates, self.config.anchor_episodes, self.config.seed + 500, 1, self.config.max_turns)
@@ -555,8 +557,9 @@ class Loop:
             lines += [raw for raw in (self.gen(k) / "kept.jsonl").read_bytes().splitlines() if raw.strip()]
         own = len(lines)
         anchor = 0
-        if config.data == "accumulate" and config.anchor_share and (self.root / "anchor" / "scored.jsonl").is_file():
-            oracle = [raw for raw, rec in _scored_lines(self.root / "anchor" / "scored.jsonl")
+        anchor_file = self._anchor()  # made once (a generation 0 evaluated elsewhere did not make it)
+        if anchor_file is not None:
+            oracle = [raw for raw, rec in _scored_lines(anchor_file)
                       if keep(rec, min_total=config.min_total, labels={})]
             want = max(1, round(config.anchor_share / (1 - config.anchor_share) * max(own, 1)))
             anchor = min(len(oracle), want)
