@@ -26,6 +26,17 @@ BUNDLED = "bundled"
 """The ``model`` that names the bundled SmolLM2-135M-Instruct (converted on first use)."""
 
 
+def absolute_path(base: Path, p: str) -> str:
+    """``p`` as an absolute path, a relative one taken against ``base`` (a config file's folder)."""
+    path = Path(p).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def scenario_ref(base: Path, s: str) -> str:
+    """A scenario named in a config: a built-in id as is, a ``.yaml`` file made absolute against ``base``."""
+    return absolute_path(base, s) if s.endswith((".yaml", ".yml")) else s
+
+
 class TrainConfigError(ConfigFileError):
     """A training config is broken. Carries every problem found, each located in the file."""
 
@@ -72,8 +83,7 @@ class TrainConfig(BaseModel):
     def resolve(self, base: Path) -> TrainConfig:
         """A copy with ``data``, ``output`` and a folder ``model`` made absolute against ``base``."""
         def absolute(p: str) -> str:
-            path = Path(p).expanduser()
-            return str(path if path.is_absolute() else (base / path).resolve())
+            return absolute_path(base, p)
 
         changes: dict[str, Any] = {"data": absolute(self.data), "output": absolute(self.output)}
         if self.model != BUNDLED:
@@ -141,15 +151,14 @@ class GRPORunConfig(TrainConfig):
 
     def resolve(self, base: Path) -> GRPORunConfig:
         def absolute(p: str) -> str:
-            path = Path(p).expanduser()
-            return str(path if path.is_absolute() else (base / path).resolve())
+            return absolute_path(base, p)
 
         changes: dict[str, Any] = {"output": absolute(self.output)}
         if self.model != BUNDLED:
             changes["model"] = absolute(self.model)
         if self.scoring is not None:
             changes["scoring"] = absolute(self.scoring)
-        changes["scenarios"] = [absolute(s) if s.endswith((".yaml", ".yml")) else s for s in self.scenarios]
+        changes["scenarios"] = [scenario_ref(base, s) for s in self.scenarios]
         return self.model_copy(update=changes)
 
 

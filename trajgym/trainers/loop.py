@@ -38,7 +38,7 @@ import logging
 import math
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -55,7 +55,7 @@ from trajgym.scenario.catalog import scenario_files
 from trajgym.scorers.base import ScoringContext
 from trajgym.scorers.config import load_scoring_config
 from trajgym.scorers.pipeline import Scoring, score_files
-from trajgym.trainers.config import BUNDLED
+from trajgym.trainers.config import BUNDLED, absolute_path, scenario_ref
 from trajgym.trajectory.scored import ScoredTrajectory, iter_scored
 from trajgym.world.loader import load
 
@@ -139,11 +139,10 @@ class LoopConfig(_Strict):
 
     def resolve(self, base: Path) -> LoopConfig:
         def absolute(p: str) -> str:
-            path = Path(p).expanduser()
-            return str(path if path.is_absolute() else (base / path).resolve())
+            return absolute_path(base, p)
 
         def scenario(s: str) -> str:
-            return absolute(s) if s.endswith((".yaml", ".yml")) else s
+            return scenario_ref(base, s)
 
         changes: dict[str, Any] = {"output": absolute(self.output), "scenarios": [scenario(s) for s in self.scenarios],
                                    "held_out_scenarios": [scenario(s) for s in self.held_out_scenarios]}
@@ -224,7 +223,7 @@ def curriculum(scenarios: Sequence[str], previous: Sequence[ScoredTrajectory], *
             continue
         failed = not rec.success
         fails[rec.trajectory.scenario_id].append(failed)
-        for kind in sorted({f.kind for f in rec.trajectory.faults}) if hasattr(rec.trajectory, "faults") else []:
+        for kind in sorted({f.kind for f in rec.trajectory.faults}):
             by_fault[kind].append(failed)
     rate = {s: (sum(fails[s]) / len(fails[s]) if fails.get(s) else 1.0) for s in scenarios}
     even = 1.0 / len(scenarios)
@@ -660,7 +659,3 @@ def _split_text(splits: dict[str, Any]) -> str:
             parts.append(f"{split} {s['successes']}/{s['episodes']}")
     return ", ".join(parts) or "no held-out episodes"
 
-
-def counts(records: Sequence[dict[str, Any]]) -> Counter[str]:
-    """How many generations warned (a summary for the command's last line)."""
-    return Counter("warned" if r.get("warnings") else "clean" for r in records if r["generation"])
