@@ -26,7 +26,7 @@ demo-oracle: $(STAMP)
 
 # Set up, lint, type-check and run the whole test suite.
 test: $(STAMP) lint
-	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup
+	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup --durations=20
 
 # The edit-test loop: no lint, no slow tests (official API checkers over every scenario, fuzzing).
 test-quick: $(STAMP)

@@ -13,6 +13,11 @@ from helpers import BUILTIN
 from trajgym.serving.errors import ServingError
 from trajgym.world.loader import ScenarioTemplate, load
 
+# The tests' vLLM servers hold a sequence or a few (8192 tokens of SmolLM2-135M's KV cache: ~190 MB in
+# bfloat16, twice that in float32): 1 GiB of KV cache each, not the 2 GiB default, so the real-vLLM worker's
+# servers and the other worker's training fit in memory together.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
 
 @pytest.fixture(scope="session")
 def templates() -> dict[str, ScenarioTemplate]:
@@ -59,9 +64,26 @@ def vllm_server(converted_model: Path, tmp_path_factory: pytest.TempPathFactory)
         yield server
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test on the real vLLM server runs on one xdist worker (``make test`` passes
-    ``--dist loadgroup``), so a test session starts one server, not one per worker."""
+    ``--dist loadgroup``), so a test session starts one server, not one per worker, and two servers
+    never start at once on 2 cores. ``tryfirst``: xdist's worker reads the ``xdist_group`` marks in
+    its own ``pytest_collection_modifyitems``; a mark added after it is ignored (it was, and the
+    serving tests' servers started beside the scorers' one)."""
     for item in items:
         if "vllm_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("vllm"))
+
+
+@pytest.fixture(autouse=True)
+def _xdist_grouped(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` xdist renames a grouped test's node id to end in ``@group``; where it did
+    not (pytest 9.2 with pytest-xdist 3.8), grouping silently stops and real-vLLM servers start on both
+    workers at once, starving each other for CI's whole time: such a test fails at once, saying why."""
+    item = request.node
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not request.config.getvalue("loadgroup"):
+        return
+    if any(True for _ in item.iter_markers("xdist_group")) and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+        pytest.fail("--dist loadgroup did not group this test: this pytest and pytest-xdist do not work "
+                    "together (see the pin in pyproject.toml)", pytrace=False)

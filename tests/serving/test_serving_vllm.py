@@ -280,6 +280,7 @@ def _prepared_weights_id(server: VLLMServer) -> str | None:
     return agent.weights_id
 
 
+@pytest.mark.xdist_group("vllm")  # its own server, on the real-vLLM worker: never beside another test's server
 def test_load_weights_serves_a_fine_tuned_copy(converted_model: Path, tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """A live swap to a perturbed copy: vLLM's greedy answers become transformers' on the copy, and the
