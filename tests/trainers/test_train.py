@@ -221,6 +221,28 @@ def test_config_errors_are_located(tmp_path: Path) -> None:
         load_train_config(tmp_path / "missing.yaml", "sft")
 
 
+def test_auto_precision_uses_bfloat16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bfloat16 autocast on an AVX2-only CPU is emulated: a step of the bundled model took ~25x longer than
+    # in float32 (a CI run timed out on it), so auto means fp32 there
+    def machine(capability: str, *, cuda: bool = False, cuda_bf16: bool = False) -> None:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+
+    auto = SFTRunConfig(data="d", output="o")
+    assert auto.precision == "auto"
+    machine("AVX2")
+    assert auto.effective_precision() == "fp32"
+    assert SFTRunConfig(data="d", output="o", precision="mixed").effective_precision() == "mixed"  # asked for
+    machine("AVX512")
+    assert auto.effective_precision() == "mixed"
+    machine("AVX2", cuda=True, cuda_bf16=True)
+    assert auto.effective_precision() == "mixed"
+    assert SFTRunConfig(data="d", output="o", device="cpu").effective_precision() == "fp32"  # the CPU's say
+    machine("AVX512", cuda=True, cuda_bf16=False)
+    assert auto.effective_precision() == "fp32"
+
+
 def test_held_out_units_leave_out_what_training_saw() -> None:
     units, dropped = held_out_units(["refund_damaged_item"], episodes=3, trials=2, seed=0, seen=set())
     assert len(units) == 6 and dropped == 0

@@ -26,6 +26,17 @@ BUNDLED = "bundled"
 """The ``model`` that names the bundled SmolLM2-135M-Instruct (converted on first use)."""
 
 
+def native_bf16(device: str = "auto") -> bool:
+    """Whether this machine does bfloat16 arithmetic natively on ``device`` (auto: cuda when available):
+    a CUDA GPU that supports it, or a CPU whose torch kernels are AVX-512's. On an AVX2-only CPU, torch
+    emulates bfloat16 and autocast made a training step many times slower than float32, not faster."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def absolute_path(base: Path, p: str) -> str:
     """``p`` as an absolute path, a relative one taken against ``base`` (a config file's folder)."""
     path = Path(p).expanduser()
@@ -69,9 +80,11 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(1, ge=1, description="records per device batch")
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     max_length: int = Field(4096, ge=16, description="tokens per record; longer ones are cut")
-    precision: Literal["mixed", "bf16", "fp32"] = Field(
-        "mixed", description="mixed: float32 weights and optimizer, bfloat16 arithmetic (autocast); bf16: all "
-                             "bfloat16 (updates smaller than a weight's precision are lost); fp32: all float32")
+    precision: Literal["auto", "mixed", "bf16", "fp32"] = Field(
+        "auto", description="mixed: float32 weights and optimizer, bfloat16 arithmetic (autocast); bf16: all "
+                            "bfloat16 (updates smaller than a weight's precision are lost); fp32: all float32; "
+                            "auto: mixed where bfloat16 arithmetic is native (a GPU that has it, an AVX-512 CPU), "
+                            "else fp32")
     seed: int = 0
     lora: LoraOptions | None = Field(None, description="LoRA adapters instead of full fine-tuning")
     save_steps: int = Field(25, ge=1, description="a checkpoint every N steps (a killed run resumes from the last)")
@@ -79,6 +92,12 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(1, ge=1, description="a row of the training curves every N steps")
     gradient_checkpointing: bool = Field(False, description="less memory, more time")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda when available, else cpu")
+
+    def effective_precision(self) -> Literal["mixed", "bf16", "fp32"]:
+        """The precision a run uses: ``auto`` resolved on this machine (:func:`native_bf16`)."""
+        if self.precision != "auto":
+            return self.precision
+        return "mixed" if native_bf16(self.device) else "fp32"
 
     def resolve(self, base: Path) -> TrainConfig:
         """A copy with ``data``, ``output`` and a folder ``model`` made absolute against ``base``."""

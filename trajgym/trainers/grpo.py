@@ -411,7 +411,7 @@ class GRPORun:
         base = base_folder(config)
         model, tokenizer, _ = load_policy(config.model_copy(update={"lora": None}))
         model.train()
-        if config.precision == "bf16":
+        if config.effective_precision() == "bf16":
             model = model.to(torch.bfloat16)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         total_steps = config.max_steps or 1
@@ -519,7 +519,7 @@ class GRPORun:
         seconds["score"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
         batch = build_batch(records, scale=config.scale_rewards == "group")
-        autocast = config.precision == "mixed"
+        autocast = config.effective_precision() == "mixed"
         figures = {"loss": 0.0, "kl": 0.0, "ratio": 0.0, "clip_frac": 0.0}
         grad_norm = 0.0
         for _ in range(config.updates_per_step):

@@ -89,7 +89,7 @@ class TrainSettings(_Strict):
     batch_size: int = Field(1, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(4096, ge=16)
-    precision: Literal["mixed", "bf16", "fp32"] = "mixed"
+    precision: Literal["auto", "mixed", "bf16", "fp32"] = "auto"
     beta: float = Field(0.1, gt=0, description="dpo only")
 
 

@@ -129,7 +129,7 @@ def load_policy(config: TrainConfig) -> tuple[Any, Any, Path]:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = base_folder(config)
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if config.effective_precision() == "bf16" else torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token is None:
@@ -156,7 +156,7 @@ def common_args(config: TrainConfig, run: RunFolder) -> dict[str, Any]:
         "per_device_train_batch_size": config.batch_size,
         "gradient_accumulation_steps": config.grad_accum,
         "max_length": config.max_length,
-        "bf16": config.precision in ("mixed", "bf16"),  # autocast; the weights' type is load_policy's
+        "bf16": config.effective_precision() in ("mixed", "bf16"),  # autocast; the weights' type is load_policy's
         "seed": config.seed,
         "data_seed": config.seed,
         "save_strategy": "steps",
@@ -224,8 +224,8 @@ def finish(run: RunFolder, trainer: Any, tokenizer: Any, *, config: TrainConfig,
     state = trainer.state
     losses = [row["loss"] for row in state.log_history if "loss" in row]
     summary = {
-        "method": getattr(config, "method", "?"), "steps": state.global_step, "epochs": state.epoch,
-        "records": len(dataset), "tokens": tokens, "seconds": round(seconds, 1),
+        "method": getattr(config, "method", "?"), "precision": config.effective_precision(),
+        "steps": state.global_step, "epochs": state.epoch, "records": len(dataset), "tokens": tokens, "seconds": round(seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
     }
