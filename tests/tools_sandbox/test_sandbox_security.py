@@ -4,6 +4,7 @@ and the result must say which limit it hit."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import random
@@ -13,10 +14,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from trajgym.tools_sandbox import Sandbox
+from trajgym.tools_sandbox import Limits, Sandbox
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -143,7 +145,10 @@ def test_shell_fork_bomb_until_the_timeout(sandbox: Sandbox) -> None:
     assert sandbox.run("echo alive").stdout == "alive\n"
 
 
-def test_memory_bomb(sandbox: Sandbox) -> None:
+def test_memory_bomb(sandbox_factory: Any, fast_limits: Limits) -> None:
+    # 5 CPU seconds, not FAST's 1: touching 256 MB page by page is the kernel's CPU time, and on a host short
+    # of memory (training beside the test) it passed a second before the address space ran out
+    sandbox = sandbox_factory(dataclasses.replace(fast_limits, cpu_s=5))
     r = sandbox.run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(32 * 1024 * 1024))")
     assert r.limit_hit == "memory", r
     assert "MemoryError" in r.stderr
