@@ -27,7 +27,7 @@ from trajgym.rollout.episode import run_episode
 from trajgym.rollout.runner import agents_for
 from trajgym.scenario.catalog import resolve
 from trajgym.trainers.loop import allocate, curriculum, keep, read_labels
-from trajgym.trajectory.schema import Trajectory
+from trajgym.trajectory.schema import FaultRecord, Trajectory
 from trajgym.world.loader import load
 
 HERE = Path(__file__).parent
@@ -82,6 +82,31 @@ def test_allocate_and_curriculum() -> None:
     assert plan_["episodes"]["refund_damaged_item"] > plan_["episodes"]["employee_onboarding"] >= 1
     assert sum(plan_["episodes"].values()) == 10
     assert curriculum(["a", "b"], [], total=4, floor=0.1)["episodes"] == {"a": 2, "b": 2}
+
+
+def test_curriculum_draws_toward_the_fault_kinds_that_fail() -> None:
+    template = load(resolve("refund_damaged_item"))
+    ok = Trajectory.model_validate(run_episode(template, 1, agents_for(template, "oracle")))
+
+    def episode(scenario: str, *, timeout: bool) -> Trajectory:
+        faults = [FaultRecord(index=0, kind="timeout", tool="issue_refund", turn=2, call=1, applied=False)]
+        return ok.model_copy(update={"scenario_id": scenario, "faults": faults if timeout else []})
+
+    # a and b passed every episode, c failed every one, and c's episodes met timeouts; a injects timeouts too
+    prev = [scored(episode("a", timeout=False), 1.0), scored(episode("a", timeout=False), 1.0),
+            scored(episode("b", timeout=False), 1.0), scored(episode("b", timeout=False), 1.0),
+            scored(episode("c", timeout=True), 0.1), scored(episode("c", timeout=True), 0.1)]
+    kinds = {"a": ["timeout"], "b": [], "c": ["timeout"]}
+    plan_ = curriculum(["a", "b", "c"], prev, total=20, floor=0.1, fault_kinds=kinds)
+    assert plan_["fault_failure_rate"] == {"timeout": 1.0}
+    assert plan_["pressure"] == {"a": 0.5, "b": 0.0, "c": 1.0}
+    assert plan_["episodes"]["c"] > plan_["episodes"]["a"] > plan_["episodes"]["b"] >= 1
+    assert sum(plan_["episodes"].values()) == 20
+    flat = curriculum(["a", "b", "c"], prev, total=20, floor=0.1)  # scenarios alone: a weighs what b does
+    assert flat["pressure"] == {"a": 0.0, "b": 0.0, "c": 1.0}
+    assert flat["episodes"]["a"] < plan_["episodes"]["a"]
+    unseen = curriculum(["a", "b", "c", "d"], prev, total=20, floor=0.1, fault_kinds=kinds)
+    assert unseen["pressure"]["d"] == 1.0  # never played: nothing says the policy can do it
 
 
 def test_keep_with_human_labels(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ import math
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -212,10 +212,17 @@ def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
 
 
 def curriculum(scenarios: Sequence[str], previous: Sequence[ScoredTrajectory], *, total: int,
-               floor: float) -> dict[str, Any]:
+               floor: float, fault_kinds: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
     """How many variations of each scenario the next generation plays: a ``floor`` share spread
-    evenly, the rest in proportion to each scenario's failure rate in ``previous`` (the generation
-    before's scored episodes; none: evenly). Also the failure rates per scenario and per fault kind."""
+    evenly, the rest in proportion to each scenario's failure pressure in ``previous`` (the generation
+    before's scored episodes; none: evenly).
+
+    A scenario's pressure is its own failure rate, averaged with the failure rates of the fault kinds it
+    injects (``fault_kinds``: scenario -> the kinds its file declares), measured over every episode in
+    which that kind fired, whatever its scenario: a scenario whose few episodes passed is still drawn
+    more when the faults it injects trip the policy elsewhere. A scenario with no scored episode has
+    pressure 1 (nothing says the policy can do it). The failure rates per scenario and per fault kind,
+    and the pressures, are returned with the split."""
     fails: dict[str, list[bool]] = defaultdict(list)
     by_fault: dict[str, list[bool]] = defaultdict(list)
     for rec in previous:
@@ -226,12 +233,18 @@ def curriculum(scenarios: Sequence[str], previous: Sequence[ScoredTrajectory], *
         for kind in sorted({f.kind for f in rec.trajectory.faults}):
             by_fault[kind].append(failed)
     rate = {s: (sum(fails[s]) / len(fails[s]) if fails.get(s) else 1.0) for s in scenarios}
+    fault_rate = {k: sum(v) / len(v) for k, v in sorted(by_fault.items())}
+    pressure = dict(rate)
+    for s in scenarios:
+        seen = [fault_rate[k] for k in sorted(set((fault_kinds or {}).get(s, ()))) if k in fault_rate]
+        if seen and fails.get(s):
+            pressure[s] = (rate[s] + sum(seen) / len(seen)) / 2
     even = 1.0 / len(scenarios)
-    fail_mass = sum(rate.values())
-    weights = {s: floor * even + (1 - floor) * (rate[s] / fail_mass if fail_mass else even) for s in scenarios}
+    mass = sum(pressure.values())
+    weights = {s: floor * even + (1 - floor) * (pressure[s] / mass if mass else even) for s in scenarios}
     return {"episodes": allocate(total, weights), "failure_rate": {s: round(r, 4) for s, r in rate.items()},
-            "fault_failure_rate": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_fault.items())},
-            "floor": floor}
+            "fault_failure_rate": {k: round(r, 4) for k, r in fault_rate.items()},
+            "pressure": {s: round(p, 4) for s, p in pressure.items()}, "floor": floor}
 
 
 def read_labels(path: str | Path | None) -> dict[str, str]:
@@ -449,7 +462,8 @@ class Loop:
             previous = folder.parent / f"gen-{g - 1:02d}" / "scored.jsonl"
             prev = list(iter_scored(previous)) if previous.is_file() else []
             plan_ = curriculum(sorted(templates), prev, total=self.config.episodes_per_generation,
-                               floor=self.config.curriculum_floor)
+                               floor=self.config.curriculum_floor,
+                               fault_kinds={sid: [f.kind for f in t.spec.faults] for sid, t in templates.items()})
             units = []
             for sid, n in plan_["episodes"].items():
                 units += plan([templates[sid]], n, self.config.seed * 1000 + g, self.config.trials,
